@@ -1,0 +1,1 @@
+"""The Crownstone + Spotflow integration."""
