@@ -1,0 +1,7 @@
+"""A faithful Spotflow IoT Platform on loopback: HTTPS device API and MQTT-over-TLS hub."""
+
+from .simulator import PlatformSimulator
+from .store import DeadLetter, StoredMessage
+from .workspace import Operation
+
+__all__ = ["DeadLetter", "Operation", "PlatformSimulator", "StoredMessage"]
