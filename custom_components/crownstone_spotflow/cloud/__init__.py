@@ -1,0 +1,82 @@
+"""Asynchronous client of the Crownstone cloud (REST and event stream); no Home Assistant inside."""
+
+from .cloud import CrownstoneCloud
+from .const import DEFAULT_BASE_URL, DEFAULT_SSE_URL
+from .crownstones import Crownstone, CrownstoneAbility, Crownstones, SwitchCommand
+from .errors import (
+    CrownstoneAbilityError,
+    CrownstoneAuthenticationError,
+    CrownstoneBrightnessError,
+    CrownstoneConnectionError,
+    CrownstoneEmailNotVerifiedError,
+    CrownstoneError,
+    CrownstoneInvalidResponseError,
+    CrownstoneNotFoundError,
+    CrownstoneUnknownError,
+)
+from .events import (
+    AbilityChangeEvent,
+    DataChangeEvent,
+    DataChangeOperation,
+    DataChangeSubType,
+    Event,
+    InvitationChangeEvent,
+    MultiSwitchCommandEvent,
+    PingEvent,
+    PresenceEvent,
+    PresenceSubType,
+    SphereTokensChangedEvent,
+    SwitchDataItem,
+    SwitchStateUpdateEvent,
+    SystemEvent,
+    SystemEventType,
+    parse_event,
+)
+from .keys import SphereKeys
+from .locations import Location, Locations
+from .spheres import Sphere, Spheres
+from .stream import CrownstoneEventStream
+from .users import User, Users
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_SSE_URL",
+    "AbilityChangeEvent",
+    "Crownstone",
+    "CrownstoneAbility",
+    "CrownstoneAbilityError",
+    "CrownstoneAuthenticationError",
+    "CrownstoneBrightnessError",
+    "CrownstoneCloud",
+    "CrownstoneConnectionError",
+    "CrownstoneEmailNotVerifiedError",
+    "CrownstoneError",
+    "CrownstoneEventStream",
+    "CrownstoneInvalidResponseError",
+    "CrownstoneNotFoundError",
+    "CrownstoneUnknownError",
+    "Crownstones",
+    "DataChangeEvent",
+    "DataChangeOperation",
+    "DataChangeSubType",
+    "Event",
+    "InvitationChangeEvent",
+    "Location",
+    "Locations",
+    "MultiSwitchCommandEvent",
+    "PingEvent",
+    "PresenceEvent",
+    "PresenceSubType",
+    "Sphere",
+    "SphereKeys",
+    "SphereTokensChangedEvent",
+    "Spheres",
+    "SwitchCommand",
+    "SwitchDataItem",
+    "SwitchStateUpdateEvent",
+    "SystemEvent",
+    "SystemEventType",
+    "User",
+    "Users",
+    "parse_event",
+]
