@@ -1,1 +1,54 @@
 """The Crownstone + Spotflow integration."""
+
+from __future__ import annotations
+
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import device_registry as dr
+
+from .const import DOMAIN
+from .coordinator import CrownstoneConfigEntry, CrownstoneDataUpdateCoordinator
+
+PLATFORMS = [Platform.BINARY_SENSOR, Platform.LIGHT, Platform.SENSOR, Platform.SWITCH]
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: CrownstoneConfigEntry) -> bool:
+    """Set up a Crownstone account from a config entry."""
+    coordinator = CrownstoneDataUpdateCoordinator(hass, entry)
+    await coordinator.async_config_entry_first_refresh()
+    entry.runtime_data = coordinator
+
+    @callback
+    def _async_remove_stale_devices() -> None:
+        # An unreachable cloud says nothing about what exists.
+        if not coordinator.last_update_success:
+            return
+        device_registry = dr.async_get(hass)
+        current = coordinator.cloud_ids()
+        for device in dr.async_entries_for_config_entry(device_registry, entry.entry_id):
+            if not _device_cloud_ids(device) & current:
+                device_registry.async_update_device(
+                    device.id, remove_config_entry_id=entry.entry_id
+                )
+
+    _async_remove_stale_devices()
+    entry.async_on_unload(coordinator.async_add_listener(_async_remove_stale_devices))
+
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    return True
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: CrownstoneConfigEntry) -> bool:
+    """Unload a config entry."""
+    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+
+
+async def async_remove_config_entry_device(
+    hass: HomeAssistant, entry: CrownstoneConfigEntry, device: dr.DeviceEntry
+) -> bool:
+    """Allow removing a device by hand once the cloud no longer has it."""
+    return not _device_cloud_ids(device) & entry.runtime_data.cloud_ids()
+
+
+def _device_cloud_ids(device: dr.DeviceEntry) -> set[str]:
+    return {identifier for domain, identifier in device.identifiers if domain == DOMAIN}

@@ -2,8 +2,32 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 import logging
 from typing import Final
 
 DOMAIN: Final = "crownstone_spotflow"
 LOGGER = logging.getLogger(__package__)
+
+MANUFACTURER: Final = "Crownstone"
+
+CONF_CLOUD_URL: Final = "cloud_url"
+CONF_SSE_URL: Final = "sse_url"
+SECTION_ADVANCED: Final = "advanced"
+
+# The cloud pushes changes through its event stream; polling is the safety net.
+SCAN_INTERVAL: Final = timedelta(minutes=5)
+
+# A switch command only reaches the stone through a phone or hub in range, so the cloud
+# reports the new state seconds later. Until then (or until this window closes) entities
+# show what was asked for rather than the stale state a poll returns.
+OPTIMISTIC_WINDOW: Final = timedelta(seconds=30)
+
+# The cloud refuses 1..9 %: the lowest brightness it accepts.
+MIN_DIM_PERCENTAGE: Final = 10
+
+STONE_MODELS: Final = {
+    "PLUG": "Crownstone Plug",
+    "BUILTIN": "Crownstone Built-in",
+    "BUILTIN_ONE": "Crownstone Built-in One",
+}

@@ -1,0 +1,76 @@
+"""Diagnostics for the Crownstone + Spotflow integration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.const import CONF_EMAIL, CONF_PASSWORD
+from homeassistant.core import HomeAssistant
+
+from .cloud import Crownstone, Location, Sphere, User
+from .coordinator import CrownstoneConfigEntry
+
+TO_REDACT = {CONF_EMAIL, CONF_PASSWORD, "first_name", "last_name", "mac_address"}
+
+
+async def async_get_config_entry_diagnostics(
+    hass: HomeAssistant, entry: CrownstoneConfigEntry
+) -> dict[str, Any]:
+    """Return diagnostics for a config entry."""
+    coordinator = entry.runtime_data
+    return async_redact_data(
+        {
+            "entry": {"data": dict(entry.data), "options": dict(entry.options)},
+            "last_update_success": coordinator.last_update_success,
+            "spheres": [_sphere(sphere) for sphere in coordinator.data],
+        },
+        TO_REDACT,
+    )
+
+
+def _sphere(sphere: Sphere) -> dict[str, Any]:
+    return {
+        "cloud_id": sphere.cloud_id,
+        "name": sphere.name,
+        "present_people": sphere.present_people,
+        "crownstones": [_crownstone(stone) for stone in sphere.crownstones],
+        "locations": [_location(location) for location in sphere.locations],
+        "users": [_user(user) for user in sphere.users],
+    }
+
+
+def _crownstone(stone: Crownstone) -> dict[str, Any]:
+    return {
+        "cloud_id": stone.cloud_id,
+        "unique_id": stone.unique_id,
+        "name": stone.name,
+        "type": stone.type,
+        "sw_version": stone.sw_version,
+        "hardware_version": stone.hardware_version,
+        "mac_address": stone.mac_address,
+        "location_id": stone.location_id,
+        "switches_power": stone.switches_power,
+        "dimming_enabled": stone.dimming_enabled,
+        "state": stone.state,
+        "state_known": stone.state_known,
+    }
+
+
+def _location(location: Location) -> dict[str, Any]:
+    return {
+        "cloud_id": location.cloud_id,
+        "name": location.name,
+        "present_people": location.present_people,
+    }
+
+
+def _user(user: User) -> dict[str, Any]:
+    return {
+        "cloud_id": user.cloud_id,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "email": user.email,
+        "role": user.role,
+        "email_verified": user.email_verified,
+    }

@@ -1,0 +1,105 @@
+"""Crownstones that dim, as lights."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from homeassistant.components.light import (
+    ATTR_BRIGHTNESS,
+    LightEntity,
+    LightEntityDescription,
+)
+from homeassistant.components.light.const import ColorMode
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .cloud import Crownstone
+from .coordinator import CrownstoneConfigEntry
+from .entity import CrownstoneStoneEntity
+from .helpers import (
+    async_track_entities,
+    brightness_to_percentage,
+    crownstone_exception_handler,
+    percentage_to_brightness,
+)
+
+PARALLEL_UPDATES = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrownstoneLightEntityDescription(LightEntityDescription):
+    """Describes a Crownstone light."""
+
+    exists_fn: Callable[[Crownstone], bool]
+
+
+DESCRIPTIONS = (
+    CrownstoneLightEntityDescription(
+        key="light",
+        name=None,
+        exists_fn=lambda stone: stone.switches_power and stone.dimming_enabled,
+    ),
+)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: CrownstoneConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Set up Crownstone lights."""
+    coordinator = entry.runtime_data
+    async_track_entities(
+        coordinator,
+        Platform.LIGHT,
+        async_add_entities,
+        lambda: (
+            CrownstoneLightEntity(coordinator, description, stone)
+            for sphere in coordinator.data
+            for stone in sphere.crownstones
+            for description in DESCRIPTIONS
+            if description.exists_fn(stone)
+        ),
+    )
+
+
+class CrownstoneLightEntity(CrownstoneStoneEntity, LightEntity):
+    """A Crownstone that dims."""
+
+    _attr_color_mode = ColorMode.BRIGHTNESS
+    _attr_supported_color_modes = {ColorMode.BRIGHTNESS}  # noqa: RUF012 (typed as set by HA)
+    entity_description: CrownstoneLightEntityDescription
+
+    @property
+    def is_on(self) -> bool | None:
+        """Return whether the light is on (None until the stone reported a state)."""
+        if (state := self.coordinator.switch_state(self.crownstone)) is None:
+            return None
+        return state > 0
+
+    @property
+    def brightness(self) -> int:
+        """Return the brightness (0..255); Home Assistant reads it only while on."""
+        return percentage_to_brightness(self.coordinator.switch_state(self.crownstone) or 0)
+
+    @crownstone_exception_handler
+    async def async_turn_on(self, **kwargs: Any) -> None:
+        """Turn on, at a brightness when one is given."""
+        stone = self.crownstone
+        if ATTR_BRIGHTNESS in kwargs:
+            percentage = brightness_to_percentage(kwargs[ATTR_BRIGHTNESS])
+            await stone.async_set_brightness(percentage)
+            self.coordinator.async_expect_switch(stone, on=percentage > 0, percentage=percentage)
+        else:
+            await stone.async_turn_on()
+            self.coordinator.async_expect_switch(stone, on=True, percentage=None)
+
+    @crownstone_exception_handler
+    async def async_turn_off(self, **kwargs: Any) -> None:
+        """Turn off."""
+        stone = self.crownstone
+        await stone.async_turn_off()
+        self.coordinator.async_expect_switch(stone, on=False, percentage=None)

@@ -1,0 +1,96 @@
+"""Crownstones that do not dim, as switches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from homeassistant.components.switch import (
+    SwitchDeviceClass,
+    SwitchEntity,
+    SwitchEntityDescription,
+)
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .cloud import Crownstone
+from .coordinator import CrownstoneConfigEntry
+from .entity import CrownstoneStoneEntity
+from .helpers import async_track_entities, crownstone_exception_handler
+
+PARALLEL_UPDATES = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrownstoneSwitchEntityDescription(SwitchEntityDescription):
+    """Describes a Crownstone switch."""
+
+    exists_fn: Callable[[Crownstone], bool]
+
+
+def _switches_without_dimming(stone: Crownstone) -> bool:
+    return stone.switches_power and not stone.dimming_enabled
+
+
+DESCRIPTIONS = (
+    CrownstoneSwitchEntityDescription(
+        key="outlet",
+        name=None,
+        device_class=SwitchDeviceClass.OUTLET,
+        exists_fn=lambda stone: stone.type == "PLUG" and _switches_without_dimming(stone),
+    ),
+    CrownstoneSwitchEntityDescription(
+        key="switch",
+        name=None,
+        device_class=SwitchDeviceClass.SWITCH,
+        exists_fn=lambda stone: stone.type != "PLUG" and _switches_without_dimming(stone),
+    ),
+)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: CrownstoneConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Set up Crownstone switches."""
+    coordinator = entry.runtime_data
+    async_track_entities(
+        coordinator,
+        Platform.SWITCH,
+        async_add_entities,
+        lambda: (
+            CrownstoneSwitchEntity(coordinator, description, stone)
+            for sphere in coordinator.data
+            for stone in sphere.crownstones
+            for description in DESCRIPTIONS
+            if description.exists_fn(stone)
+        ),
+    )
+
+
+class CrownstoneSwitchEntity(CrownstoneStoneEntity, SwitchEntity):
+    """A Crownstone that switches without dimming."""
+
+    entity_description: CrownstoneSwitchEntityDescription
+
+    @property
+    def is_on(self) -> bool | None:
+        """Return whether the power is on (None until the stone reported a state)."""
+        if (state := self.coordinator.switch_state(self.crownstone)) is None:
+            return None
+        return state > 0
+
+    @crownstone_exception_handler
+    async def async_turn_on(self, **kwargs: Any) -> None:
+        """Switch the power on."""
+        await self.crownstone.async_turn_on()
+        self.coordinator.async_expect_switch(self.crownstone, on=True, percentage=None)
+
+    @crownstone_exception_handler
+    async def async_turn_off(self, **kwargs: Any) -> None:
+        """Switch the power off."""
+        await self.crownstone.async_turn_off()
+        self.coordinator.async_expect_switch(self.crownstone, on=False, percentage=None)

@@ -1,0 +1,32 @@
+"""Tests of the Home Assistant integration, against the Crownstone cloud simulator."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from homeassistant.core import HomeAssistant
+from homeassistant.util import dt as dt_util
+from pytest_homeassistant_custom_component.common import async_fire_time_changed
+
+from custom_components.crownstone_spotflow.const import SCAN_INTERVAL
+from simulators.crownstone_cloud import CloudSimulator
+
+
+async def async_poll(hass: HomeAssistant, after: timedelta = SCAN_INTERVAL) -> None:
+    """Let the polling interval (or another delay) pass and the refresh finish."""
+    async_fire_time_changed(hass, dt_util.utcnow() + after)
+    await hass.async_block_till_done(wait_background_tasks=True)
+
+
+async def async_wait_for_stone_state(cloud: CloudSimulator, stone_id: str, value: float) -> None:
+    """Wait until the simulated phone has executed a switch command."""
+    async with asyncio.timeout(2):
+        # The simulator offers no event to wait on.
+        while _stone_state(cloud, stone_id) != value:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+def _stone_state(cloud: CloudSimulator, stone_id: str) -> float | None:
+    state = cloud.stone(stone_id)[1].switch_state
+    return None if state is None else state.value

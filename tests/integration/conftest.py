@@ -1,0 +1,79 @@
+"""Fixtures for the integration tests: a real cloud simulator on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Generator
+from unittest.mock import PropertyMock, patch
+
+from homeassistant.const import CONF_EMAIL, CONF_PASSWORD, Platform
+from homeassistant.core import HomeAssistant
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
+from syrupy.assertion import SnapshotAssertion
+
+from custom_components.crownstone_spotflow.const import CONF_CLOUD_URL, CONF_SSE_URL, DOMAIN
+from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
+
+
+@pytest.fixture
+async def cloud(hass: HomeAssistant, socket_enabled: None) -> AsyncGenerator[CloudSimulator]:
+    """Run the demo home on a simulated cloud, on the hass fixture's loop.
+
+    The test plugin still refuses connections to any host but 127.0.0.1.
+    """
+    simulator = CloudSimulator(phone_delay=0.01, ping_interval=1.0)
+    await simulator.start(host="127.0.0.1", port=0)
+    yield simulator
+    await simulator.stop()
+
+
+@pytest.fixture
+def mock_config_entry(cloud: CloudSimulator) -> MockConfigEntry:
+    """Return the config entry of the demo account."""
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title=f"Crownstone ({DEMO_EMAIL})",
+        unique_id=cloud.user_id(DEMO_EMAIL),
+        data={
+            CONF_EMAIL: DEMO_EMAIL,
+            CONF_PASSWORD: DEMO_PASSWORD,
+            CONF_CLOUD_URL: cloud.url,
+            CONF_SSE_URL: cloud.sse_url,
+        },
+    )
+
+
+@pytest.fixture
+def platforms() -> list[Platform]:
+    """Return the platforms to set up (all unless a test module narrows it)."""
+    return [Platform.BINARY_SENSOR, Platform.LIGHT, Platform.SENSOR, Platform.SWITCH]
+
+
+@pytest.fixture
+async def init_integration(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry, platforms: list[Platform]
+) -> MockConfigEntry:
+    """Set up the integration against the simulator."""
+    mock_config_entry.add_to_hass(hass)
+    with patch("custom_components.crownstone_spotflow.PLATFORMS", platforms):
+        assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
+        await hass.async_block_till_done()
+    return mock_config_entry
+
+
+@pytest.fixture
+def entity_registry_enabled_by_default() -> Generator[None]:
+    """Create entities that are disabled by default as enabled."""
+    with patch(
+        "homeassistant.helpers.entity.Entity.entity_registry_enabled_default",
+        return_value=True,
+        new_callable=PropertyMock,
+    ):
+        yield
+
+
+@pytest.fixture
+def snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    """Serialize like Home Assistant does, into tests/integration/snapshots/."""
+    return snapshot.use_extension(HomeAssistantSnapshotExtension)

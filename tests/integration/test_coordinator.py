@@ -1,0 +1,182 @@
+"""Tests for keeping Home Assistant in step with the cloud: changes, outages, removals."""
+
+from __future__ import annotations
+
+import logging
+
+from homeassistant.config_entries import SOURCE_REAUTH
+from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr, entity_registry as er
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.crownstone_spotflow import async_remove_config_entry_device
+from custom_components.crownstone_spotflow.const import DOMAIN
+from simulators.crownstone_cloud import DEMO_EMAIL, CloudSimulator
+
+from . import async_poll
+
+
+def _device(hass: HomeAssistant, cloud_id: str) -> dr.DeviceEntry | None:
+    return dr.async_get(hass).async_get_device(identifiers={(DOMAIN, cloud_id)})
+
+
+@pytest.mark.usefixtures("init_integration")
+async def test_dimming_toggled(
+    hass: HomeAssistant, cloud: CloudSimulator, entity_registry: er.EntityRegistry
+) -> None:
+    """A stone whose dimming is switched off becomes a switch, and a light again after."""
+    stone_id = cloud.stone_id("Cabin lamp")
+    assert hass.states.get("light.cabin_lamp") is not None
+
+    cloud.set_ability(stone_id, "dimming", False)
+    await async_poll(hass)
+    assert hass.states.get("light.cabin_lamp") is None
+    assert entity_registry.async_get("light.cabin_lamp") is None
+    switch = entity_registry.async_get("switch.cabin_lamp")
+    assert switch is not None
+    assert switch.unique_id == f"{stone_id}_outlet"
+    assert hass.states.get("switch.cabin_lamp").state == STATE_OFF
+
+    cloud.set_ability(stone_id, "dimming", True)
+    await async_poll(hass)
+    assert entity_registry.async_get("switch.cabin_lamp") is None
+    # The light comes back under its old entity id.
+    assert hass.states.get("light.cabin_lamp").state == STATE_OFF
+    assert len(er.async_entries_for_device(entity_registry, _device(hass, stone_id).id)) == 1
+
+
+@pytest.mark.usefixtures("init_integration")
+async def test_new_stone_room_and_sphere(hass: HomeAssistant, cloud: CloudSimulator) -> None:
+    """What is added in the cloud appears without a restart."""
+    sphere_id = cloud.add_sphere("Office", DEMO_EMAIL)
+    location_id = cloud.add_location(sphere_id, "Meeting room")
+    stone_id = cloud.add_stone(
+        sphere_id, "Beamer", location_id=location_id, dimming=False, switch_state=100
+    )
+    await async_poll(hass)
+
+    assert hass.states.get("switch.beamer").state == STATE_ON
+    assert hass.states.get("binary_sensor.meeting_room_occupancy").state == STATE_OFF
+    assert hass.states.get("sensor.office_people_present").state == "0"
+    device = _device(hass, stone_id)
+    assert device is not None
+    assert device.suggested_area == "Meeting room"
+
+
+async def test_removed_stone_room_and_sphere(
+    hass: HomeAssistant, cloud: CloudSimulator, init_integration: MockConfigEntry
+) -> None:
+    """What is removed in the cloud leaves the device registry, and can't be removed twice."""
+    stone_id = cloud.stone_id("Coffee machine")
+    location_id = cloud.location_id("Bedroom")
+    sphere_id = cloud.sphere_id("Cabin")
+    cabin_devices = [
+        _device(hass, cloud_id)
+        for cloud_id in (
+            sphere_id,
+            cloud.location_id("Cabin room"),
+            cloud.stone_id("Cabin lamp"),
+            cloud.stone_id("Porch light"),
+        )
+    ]
+    assert all(cabin_devices)
+    desk_lamp = _device(hass, cloud.stone_id("Desk lamp"))
+    assert desk_lamp is not None
+    assert not await async_remove_config_entry_device(hass, init_integration, desk_lamp)
+
+    cloud.remove_stone(stone_id)
+    cloud.remove_location(location_id)
+    cloud.remove_sphere(sphere_id)
+    await async_poll(hass)
+
+    assert _device(hass, stone_id) is None
+    assert _device(hass, location_id) is None
+    assert all(_device(hass, device.id) is None for device in cabin_devices if device)
+    assert hass.states.get("switch.coffee_machine") is None
+    assert hass.states.get("light.cabin_lamp") is None
+    assert hass.states.get("binary_sensor.bedroom_occupancy") is None
+    assert _device(hass, cloud.stone_id("Desk lamp")) is not None
+
+
+async def test_manual_removal_of_a_device_the_cloud_lost(
+    hass: HomeAssistant, init_integration: MockConfigEntry
+) -> None:
+    """A device the cloud no longer knows may be removed by hand."""
+    device = dr.async_get(hass).async_get_or_create(
+        config_entry_id=init_integration.entry_id, identifiers={(DOMAIN, "long-gone")}
+    )
+    assert await async_remove_config_entry_device(hass, init_integration, device)
+
+
+@pytest.mark.usefixtures("init_integration")
+async def test_unreachable_cloud(
+    hass: HomeAssistant, cloud: CloudSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Entities go unavailable while the cloud is down, logged once, and come back."""
+    caplog.set_level(logging.INFO)
+    cloud.inject_fault("http_503")
+    await async_poll(hass)
+    await async_poll(hass)
+
+    assert hass.states.get("light.desk_lamp").state == STATE_UNAVAILABLE
+    assert hass.states.get("sensor.home_people_present").state == STATE_UNAVAILABLE
+    failures = [r for r in caplog.records if "Error fetching" in r.getMessage()]
+    assert len(failures) == 1
+    assert failures[0].exc_info is None
+    assert "Traceback" not in caplog.text
+    # An outage does not make devices stale.
+    assert _device(hass, cloud.stone_id("Desk lamp")) is not None
+
+    cloud.clear_faults()
+    await async_poll(hass)
+    assert hass.states.get("light.desk_lamp").state == STATE_ON
+    assert sum("recovered" in record.getMessage() for record in caplog.records) == 1
+
+
+@pytest.mark.usefixtures("init_integration")
+async def test_expired_token(hass: HomeAssistant, cloud: CloudSimulator) -> None:
+    """An expired token is renewed without the user noticing."""
+    cloud.expire_tokens()
+    await async_poll(hass)
+    assert hass.states.get("light.desk_lamp").state == STATE_ON
+
+
+async def test_password_changed_while_running(
+    hass: HomeAssistant, cloud: CloudSimulator, init_integration: MockConfigEntry
+) -> None:
+    """A password changed elsewhere makes entities unavailable and starts reauthentication."""
+    cloud.change_password(DEMO_EMAIL, "changed-elsewhere")
+    cloud.expire_tokens()
+    await async_poll(hass)
+
+    assert hass.states.get("light.desk_lamp").state == STATE_UNAVAILABLE
+    flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert [flow["context"]["source"] for flow in flows] == [SOURCE_REAUTH]
+    assert flows[0]["context"]["entry_id"] == init_integration.entry_id
+
+
+@pytest.mark.usefixtures("init_integration")
+async def test_malformed_answer(hass: HomeAssistant, cloud: CloudSimulator) -> None:
+    """A cloud answering nonsense is an update failure, not a crash."""
+    cloud.inject_fault("malformed_json")
+    await async_poll(hass)
+    assert hass.states.get("light.desk_lamp").state == STATE_UNAVAILABLE
+
+
+async def test_pending_command_on_a_removed_stone(
+    hass: HomeAssistant, cloud: CloudSimulator, init_integration: MockConfigEntry
+) -> None:
+    """A command still waiting for its stone is forgotten when the stone goes."""
+    cloud.set_phone(None)
+    await hass.services.async_call(
+        "switch", "turn_on", {"entity_id": "switch.coffee_machine"}, blocking=True
+    )
+    assert hass.states.get("switch.coffee_machine").state == STATE_ON
+
+    cloud.remove_stone(cloud.stone_id("Coffee machine"))
+    # Within the optimistic window.
+    await init_integration.runtime_data.async_refresh()
+    await hass.async_block_till_done()
+    assert hass.states.get("switch.coffee_machine") is None

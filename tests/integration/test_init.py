@@ -1,0 +1,88 @@
+"""Tests for setting up and unloading the integration."""
+
+from __future__ import annotations
+
+from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.crownstone_spotflow.const import DOMAIN
+from simulators.crownstone_cloud import DEMO_EMAIL, CloudSimulator
+
+
+async def test_load_unload(hass: HomeAssistant, init_integration: MockConfigEntry) -> None:
+    """The entry loads against the cloud and unloads cleanly."""
+    assert init_integration.state is ConfigEntryState.LOADED
+    assert hass.states.get("light.desk_lamp") is not None
+
+    assert await hass.config_entries.async_unload(init_integration.entry_id)
+    await hass.async_block_till_done()
+    assert init_integration.state is ConfigEntryState.NOT_LOADED
+
+
+async def test_cloud_down_then_retry(
+    hass: HomeAssistant, cloud: CloudSimulator, mock_config_entry: MockConfigEntry
+) -> None:
+    """An unreachable cloud postpones the setup; the retry succeeds once it answers."""
+    cloud.inject_fault("http_503")
+    mock_config_entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(mock_config_entry.entry_id)
+    await hass.async_block_till_done()
+    assert mock_config_entry.state is ConfigEntryState.SETUP_RETRY
+
+    cloud.clear_faults()
+    await hass.config_entries.async_reload(mock_config_entry.entry_id)
+    await hass.async_block_till_done()
+    assert mock_config_entry.state is ConfigEntryState.LOADED
+
+
+async def test_bad_credentials_start_reauth(
+    hass: HomeAssistant, cloud: CloudSimulator, mock_config_entry: MockConfigEntry
+) -> None:
+    """A password changed elsewhere fails the setup and asks the user to sign in again."""
+    cloud.change_password(DEMO_EMAIL, "something-else")
+    mock_config_entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(mock_config_entry.entry_id)
+    await hass.async_block_till_done()
+
+    assert mock_config_entry.state is ConfigEntryState.SETUP_ERROR
+    flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert [flow["context"]["source"] for flow in flows] == [SOURCE_REAUTH]
+    assert flows[0]["context"]["entry_id"] == mock_config_entry.entry_id
+
+
+async def test_devices(
+    hass: HomeAssistant, init_integration: MockConfigEntry, cloud: CloudSimulator
+) -> None:
+    """Each switching Crownstone, sphere and room is a device; dongles are not."""
+    device_registry = dr.async_get(hass)
+    names = {
+        device.name
+        for device in dr.async_entries_for_config_entry(device_registry, init_integration.entry_id)
+    }
+    assert names == {
+        "Home",
+        "Living room",
+        "Kitchen",
+        "Bedroom",
+        "Hallway",
+        "Desk lamp",
+        "Ceiling light",
+        "Coffee machine",
+        "Kitchen spots",
+        "Hallway plug",
+        "Cabin",
+        "Cabin room",
+        "Cabin lamp",
+        "Porch light",
+    }
+    desk_lamp = device_registry.async_get_device(
+        identifiers={(DOMAIN, cloud.stone_id("Desk lamp"))}
+    )
+    assert desk_lamp is not None
+    assert desk_lamp.manufacturer == "Crownstone"
+    assert desk_lamp.model == "Crownstone Plug"
+    assert desk_lamp.suggested_area == "Living room"
+    assert desk_lamp.via_device_id is None
+    assert desk_lamp.connections

@@ -1,0 +1,98 @@
+"""Tests for Crownstones that do not dim, as switches."""
+
+from __future__ import annotations
+
+from homeassistant.components.switch import DOMAIN as SWITCH_DOMAIN
+from homeassistant.const import (
+    ATTR_ENTITY_ID,
+    SERVICE_TURN_OFF,
+    SERVICE_TURN_ON,
+    STATE_OFF,
+    STATE_ON,
+    Platform,
+)
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import entity_registry as er
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry, snapshot_platform
+from syrupy.assertion import SnapshotAssertion
+
+from custom_components.crownstone_spotflow.const import DOMAIN
+from simulators.crownstone_cloud import DEMO_EMAIL, CloudSimulator
+
+from . import async_wait_for_stone_state
+
+
+@pytest.fixture
+def platforms() -> list[Platform]:
+    """Set up the switch platform only."""
+    return [Platform.SWITCH]
+
+
+async def test_entities(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    entity_registry: er.EntityRegistry,
+    snapshot: SnapshotAssertion,
+) -> None:
+    """Switching Crownstones without dimming are switches; plugs are outlets."""
+    await snapshot_platform(hass, entity_registry, snapshot, init_integration.entry_id)
+
+
+@pytest.mark.usefixtures("init_integration")
+async def test_turn_on_off(hass: HomeAssistant, cloud: CloudSimulator) -> None:
+    """Commands reach the stone, and the switch shows them at once."""
+    stone_id = cloud.stone_id("Coffee machine")
+    await hass.services.async_call(
+        SWITCH_DOMAIN, SERVICE_TURN_ON, {ATTR_ENTITY_ID: "switch.coffee_machine"}, blocking=True
+    )
+    state = hass.states.get("switch.coffee_machine")
+    assert state is not None
+    assert state.state == STATE_ON
+    await async_wait_for_stone_state(cloud, stone_id, 100)
+
+    await hass.services.async_call(
+        SWITCH_DOMAIN, SERVICE_TURN_OFF, {ATTR_ENTITY_ID: "switch.coffee_machine"}, blocking=True
+    )
+    state = hass.states.get("switch.coffee_machine")
+    assert state is not None
+    assert state.state == STATE_OFF
+    await async_wait_for_stone_state(cloud, stone_id, 0)
+
+
+@pytest.mark.usefixtures("init_integration")
+async def test_cloud_error(hass: HomeAssistant, cloud: CloudSimulator) -> None:
+    """A failed command raises a translated error and the switch keeps its true state."""
+    cloud.inject_fault("http_503", path="/switch")
+    with pytest.raises(HomeAssistantError) as error:
+        await hass.services.async_call(
+            SWITCH_DOMAIN,
+            SERVICE_TURN_ON,
+            {ATTR_ENTITY_ID: "switch.coffee_machine"},
+            blocking=True,
+        )
+    assert error.value.translation_domain == DOMAIN
+    assert error.value.translation_key == "command_failed"
+    state = hass.states.get("switch.coffee_machine")
+    assert state is not None
+    assert state.state == STATE_OFF
+
+
+async def test_rejected_credentials_start_reauth(
+    hass: HomeAssistant, cloud: CloudSimulator, init_integration: MockConfigEntry
+) -> None:
+    """A password changed elsewhere fails the command and asks the user to sign in again."""
+    cloud.change_password(DEMO_EMAIL, "changed-elsewhere")
+    cloud.expire_tokens()
+    with pytest.raises(HomeAssistantError) as error:
+        await hass.services.async_call(
+            SWITCH_DOMAIN,
+            SERVICE_TURN_ON,
+            {ATTR_ENTITY_ID: "switch.coffee_machine"},
+            blocking=True,
+        )
+    assert error.value.translation_key == "authentication_error"
+    await hass.async_block_till_done()
+    flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert [flow["context"]["entry_id"] for flow in flows] == [init_integration.entry_id]
