@@ -1,0 +1,285 @@
+"""The durable outbox, event-loop side: group commits, packing triggers and the in-flight window.
+
+Enqueued items wait in memory only until the next group commit, which runs on the outbox's single
+writer thread. Callers that await an enqueue make the commit start at once; records handed over
+with `nowait` let it linger up to `commit_interval` so a burst becomes one transaction. While
+connected, the sender keeps up to `max_in_flight` messages published and unacknowledged, reading
+them from the database (the only source of truth), and deletes each one in a later commit after
+its PUBACK. Records are packed into a partial message only when the window has room and the oldest
+of them waited `pack_linger`, so a slow trickle still forms few messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+import logging
+
+from .errors import OutboxFullError, SpotflowError
+from .models import OutboxConfig, OutboxStats
+from .store import Backlog, Item, QueuedMessage, Store
+
+_LOGGER = logging.getLogger(__name__)
+_STORAGE_RETRY_INTERVAL = 1.0
+
+type Publish = Callable[[QueuedMessage], asyncio.Future[None]]
+
+
+@dataclass(slots=True)
+class _Entry:
+    item: Item
+    future: asyncio.Future[None] | None
+    acknowledged: asyncio.Future[None] | None = None
+
+
+class Outbox:
+    """Queue of records and messages, persisted in a Store through one writer thread."""
+
+    def __init__(self, store: Store, executor: ThreadPoolExecutor, config: OutboxConfig) -> None:
+        """Take over an open store; `start` begins committing."""
+        self._loop = asyncio.get_running_loop()
+        self._store = store
+        self._executor = executor
+        self._config = config
+        self._buffer: list[_Entry] = []
+        self._acked: list[int] = []
+        self._acked_uncommitted: set[int] = set()
+        self._ack_waiters: dict[int, asyncio.Future[None]] = {}
+        self._flush_wanted = False
+        self._wake = asyncio.Event()
+        self._urgent = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._backlog: Backlog = store.backlog
+        self._newest_seq = self._backlog.newest_message
+        self._unpacked_since: float | None = (
+            self._loop.time() if self._backlog.unpacked_records else None
+        )
+        self._records_enqueued = 0
+        self._last_delivery: datetime | None = None
+        self._storage_error: SpotflowError | None = None
+        self._committer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the group-commit task."""
+        self._committer = self._loop.create_task(self._commit_loop(), name="spotflow outbox")
+
+    async def close(self) -> None:
+        """Commit what is buffered (when the disk allows) and stop."""
+        if self._committer is not None:
+            self._committer.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._committer
+            self._committer = None
+        if self._buffer or self._acked:
+            with suppress(SpotflowError):
+                await self._commit_once()
+        if self._buffer:
+            _LOGGER.error(
+                "%d records could not be written to the outbox and are lost", len(self._buffer)
+            )
+
+    # Enqueueing
+
+    def add_nowait(self, items: Sequence[Item]) -> None:
+        """Buffer items for the next group commit."""
+        for item in items:
+            item.accepted = True
+        self._buffer.extend(_Entry(item, None) for item in items)
+        self._records_enqueued += len(items)
+        self._wake.set()
+
+    async def add(self, items: Sequence[Item]) -> None:
+        """Buffer items and return once they are on disk; OutboxFullError if refused."""
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._buffer.extend(_Entry(item, future) for item in items)
+        self._wake.set()
+        self._urgent.set()
+        await future
+        self._records_enqueued += len(items)
+
+    async def add_and_wait_acknowledged(self, item: Item) -> None:
+        """Buffer a message and return once the broker acknowledged it."""
+        future: asyncio.Future[None] = self._loop.create_future()
+        acknowledged: asyncio.Future[None] = self._loop.create_future()
+        self._buffer.append(_Entry(item, future, acknowledged))
+        self._wake.set()
+        self._urgent.set()
+        await future
+        self._records_enqueued += 1
+        await acknowledged
+
+    # State
+
+    @property
+    def max_message_bytes(self) -> int:
+        """Return the bound of one packed message, and so of one record."""
+        return self._config.max_message_bytes
+
+    @property
+    def pending_count(self) -> int:
+        """Return how many records and messages are not acknowledged yet."""
+        backlog = self._backlog
+        # Acknowledged messages count as sent even before the commit that deletes them.
+        acknowledged = len(self._acked_uncommitted)
+        return backlog.messages - acknowledged + backlog.unpacked_records + len(self._buffer)
+
+    @property
+    def stats(self) -> OutboxStats:
+        """Return the counters."""
+        backlog = self._backlog
+        return OutboxStats(
+            records_enqueued=self._records_enqueued,
+            records_delivered=backlog.records_delivered,
+            messages_delivered=backlog.messages_delivered,
+            records_dropped=backlog.records_dropped,
+            backlog_records=backlog.records + len(self._buffer),
+            backlog_bytes=backlog.bytes + sum(len(entry.item.data) for entry in self._buffer),
+            last_delivery=self._last_delivery,
+        )
+
+    @property
+    def storage_error(self) -> SpotflowError | None:
+        """Return the error of the last failed commit, None once a commit succeeded."""
+        return self._storage_error
+
+    async def wait_drained(self) -> None:
+        """Wait until everything enqueued so far is acknowledged and forgotten.
+
+        Partial messages are formed at once instead of after `pack_linger`.
+        """
+        while self.pending_count or self._acked_uncommitted:
+            if self._backlog.unpacked_records:
+                self._flush_wanted = True
+                self._wake.set()
+                self._urgent.set()
+            self._progress.clear()
+            await self._progress.wait()
+
+    # Group commits
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            if not self._urgent.is_set() and self._config.commit_interval:
+                with suppress(TimeoutError):
+                    async with asyncio.timeout(self._config.commit_interval):
+                        await self._urgent.wait()
+            try:
+                await self._commit_once()
+            except SpotflowError as err:
+                if self._storage_error is None:
+                    _LOGGER.error("Outbox commit failed, keeping records in memory: %s", err)
+                self._storage_error = err
+                await asyncio.sleep(_STORAGE_RETRY_INTERVAL)
+                self._wake.set()
+
+    async def _commit_once(self) -> None:
+        self._wake.clear()
+        self._urgent.clear()
+        entries, self._buffer = self._buffer, []
+        acked, self._acked = self._acked, []
+        flush, self._flush_wanted = self._flush_wanted, False
+        try:
+            rejected, message_seqs, backlog = await self._loop.run_in_executor(
+                self._executor,
+                lambda: self._store.commit([entry.item for entry in entries], acked, flush=flush),
+            )
+        except SpotflowError as err:
+            # Awaiting callers learn that their records were not accepted; records already
+            # accepted (nowait) stay buffered, ahead of newer ones, for the next attempt.
+            for entry in entries:
+                if entry.future is not None and not entry.future.done():
+                    entry.future.set_exception(err)
+            self._buffer[:0] = [entry for entry in entries if entry.future is None]
+            self._acked[:0] = acked
+            self._flush_wanted |= flush
+            raise
+        except BaseException:
+            self._buffer[:0] = entries
+            self._acked[:0] = acked
+            raise
+        self._storage_error = None
+        refused = {id(entries[index]) for index in rejected}
+        for entry in entries:
+            if entry.future is None or entry.future.done():
+                continue
+            if id(entry) in refused:
+                entry.future.set_exception(OutboxFullError("The outbox is full"))
+            else:
+                entry.future.set_result(None)
+        for index, seq in message_seqs.items():
+            if (acknowledged := entries[index].acknowledged) is not None:
+                self._ack_waiters[seq] = acknowledged
+        self._acked_uncommitted.difference_update(acked)
+        self._backlog = backlog
+        self._newest_seq = backlog.newest_message
+        if not backlog.unpacked_records:
+            self._unpacked_since = None
+        elif self._unpacked_since is None:
+            self._unpacked_since = self._loop.time()
+        self._progress.set()
+
+    # Sending
+
+    async def send(self, publish: Publish) -> None:
+        """Keep the in-flight window full until a publish fails (the connection dropped)."""
+        config = self._config
+        in_flight: dict[int, asyncio.Future[None]] = {}
+        failed: list[BaseException] = []
+        cursor = 0
+
+        def acknowledged(seq: int, future: asyncio.Future[None]) -> None:
+            in_flight.pop(seq, None)
+            if future.cancelled():
+                failed.append(asyncio.CancelledError())
+            elif (error := future.exception()) is not None:
+                failed.append(error)
+            else:
+                self._acked.append(seq)
+                self._acked_uncommitted.add(seq)
+                self._last_delivery = datetime.now(UTC)
+                if (waiter := self._ack_waiters.pop(seq, None)) and not waiter.done():
+                    waiter.set_result(None)
+                self._wake.set()
+                self._urgent.set()
+            self._progress.set()
+
+        try:
+            while not failed:
+                self._progress.clear()
+                room = config.max_in_flight - len(in_flight)
+                if room and self._newest_seq > cursor:
+                    messages = await self._loop.run_in_executor(
+                        self._executor, self._store.fetch_messages, cursor, room
+                    )
+                    for message in messages:
+                        cursor = message.seq
+                        if message.seq in self._acked_uncommitted:
+                            continue
+                        future = publish(message)
+                        in_flight[message.seq] = future
+                        future.add_done_callback(partial(acknowledged, message.seq))
+                    continue
+                timeout = self._linger_left() if room else None
+                if timeout is not None and timeout <= 0:
+                    self._flush_wanted = True
+                    self._wake.set()
+                    self._urgent.set()
+                    timeout = None
+                with suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._progress.wait()
+            raise failed[0]
+        finally:
+            for future in in_flight.values():
+                future.cancel()
+
+    def _linger_left(self) -> float | None:
+        if self._unpacked_since is None or self._flush_wanted:
+            return None
+        return self._unpacked_since + self._config.pack_linger - self._loop.time()
