@@ -24,6 +24,7 @@ from .cloud import (
     CrownstoneConnectionError,
     CrownstoneEmailNotVerifiedError,
     CrownstoneInvalidResponseError,
+    CrownstoneUnknownError,
 )
 from .const import CONF_CLOUD_URL, CONF_SSE_URL, DOMAIN, LOGGER, SECTION_ADVANCED
 
@@ -31,13 +32,14 @@ _PASSWORD_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSW
 _URL_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
 
 
-def _account_schema(*, cloud_url: str, sse_url: str) -> vol.Schema:
+def _account_schema(*, cloud_url: str, sse_url: str, password_required: bool = True) -> vol.Schema:
+    password = vol.Required if password_required else vol.Optional
     return vol.Schema(
         {
             vol.Required(CONF_EMAIL): TextSelector(
                 TextSelectorConfig(type=TextSelectorType.EMAIL, autocomplete="username")
             ),
-            vol.Required(CONF_PASSWORD): _PASSWORD_SELECTOR,
+            password(CONF_PASSWORD): _PASSWORD_SELECTOR,
             # Only a self-hosted cloud (or a simulator) needs these.
             vol.Required(SECTION_ADVANCED): section(
                 vol.Schema(
@@ -57,11 +59,11 @@ def _without_password(user_input: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in user_input.items() if key != CONF_PASSWORD}
 
 
-def _entry_data(user_input: Mapping[str, Any]) -> dict[str, Any]:
+def _entry_data(user_input: Mapping[str, Any], password: str) -> dict[str, Any]:
     """Flatten the form's advanced section into the entry data."""
     return {
         CONF_EMAIL: user_input[CONF_EMAIL],
-        CONF_PASSWORD: user_input[CONF_PASSWORD],
+        CONF_PASSWORD: password,
         CONF_CLOUD_URL: user_input[SECTION_ADVANCED][CONF_CLOUD_URL],
         CONF_SSE_URL: user_input[SECTION_ADVANCED][CONF_SSE_URL],
     }
@@ -76,8 +78,14 @@ class CrownstoneConfigFlow(ConfigFlow, domain=DOMAIN):
 
     VERSION = 1
 
-    async def _async_login(self, data: Mapping[str, Any], errors: dict[str, str]) -> str | None:
-        """Log in; return the account's user id, or None with the reason in `errors`."""
+    async def _async_login(
+        self, data: Mapping[str, Any], errors: dict[str, str], *, email_field: str = CONF_EMAIL
+    ) -> str | None:
+        """Log in; return the account's user id, or None with the reason in `errors`.
+
+        `email_field` is where the form shows an unverified address: "base" on a form that has
+        no e-mail field, or the error would not be shown at all.
+        """
         cloud = CrownstoneCloud(
             data[CONF_EMAIL],
             data[CONF_PASSWORD],
@@ -87,10 +95,15 @@ class CrownstoneConfigFlow(ConfigFlow, domain=DOMAIN):
         try:
             return await cloud.async_login()
         except CrownstoneEmailNotVerifiedError:
-            errors[CONF_EMAIL] = "email_not_verified"
+            errors[email_field] = "email_not_verified"
         except CrownstoneAuthenticationError:
             errors[CONF_PASSWORD] = "invalid_auth"
-        except (CrownstoneConnectionError, CrownstoneInvalidResponseError):
+        # A refusal other than 401 (a 404 from a wrong cloud URL, say) is no bug of ours either.
+        except (
+            CrownstoneConnectionError,
+            CrownstoneInvalidResponseError,
+            CrownstoneUnknownError,
+        ):
             errors["base"] = "cannot_connect"
         except Exception:
             LOGGER.exception("Unexpected error while logging in to the Crownstone cloud")
@@ -101,7 +114,7 @@ class CrownstoneConfigFlow(ConfigFlow, domain=DOMAIN):
         """Ask for the account."""
         errors: dict[str, str] = {}
         if user_input is not None:
-            data = _entry_data(user_input)
+            data = _entry_data(user_input, user_input[CONF_PASSWORD])
             if user_id := await self._async_login(data, errors):
                 await self.async_set_unique_id(user_id)
                 self._abort_if_unique_id_configured()
@@ -128,7 +141,7 @@ class CrownstoneConfigFlow(ConfigFlow, domain=DOMAIN):
         entry = self._get_reauth_entry()
         if user_input is not None:
             data = {**entry.data, CONF_PASSWORD: user_input[CONF_PASSWORD]}
-            if user_id := await self._async_login(data, errors):
+            if user_id := await self._async_login(data, errors, email_field="base"):
                 await self.async_set_unique_id(user_id)
                 self._abort_if_unique_id_mismatch(reason="wrong_account")
                 return self.async_update_reload_and_abort(entry, data=data)
@@ -147,7 +160,9 @@ class CrownstoneConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         entry = self._get_reconfigure_entry()
         if user_input is not None:
-            data = _entry_data(user_input)
+            # An empty password keeps the stored one, so changing a URL needs no password.
+            password = user_input.get(CONF_PASSWORD) or entry.data[CONF_PASSWORD]
+            data = _entry_data(user_input, password)
             if user_id := await self._async_login(data, errors):
                 await self.async_set_unique_id(user_id)
                 self._abort_if_unique_id_mismatch(reason="wrong_account")
@@ -159,7 +174,9 @@ class CrownstoneConfigFlow(ConfigFlow, domain=DOMAIN):
             step_id="reconfigure",
             data_schema=self.add_suggested_values_to_schema(
                 _account_schema(
-                    cloud_url=entry.data[CONF_CLOUD_URL], sse_url=entry.data[CONF_SSE_URL]
+                    cloud_url=entry.data[CONF_CLOUD_URL],
+                    sse_url=entry.data[CONF_SSE_URL],
+                    password_required=False,
                 ),
                 _without_password(user_input or {CONF_EMAIL: entry.data[CONF_EMAIL]}),
             ),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+from unittest.mock import patch
 
 from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
 from homeassistant.const import CONF_EMAIL, CONF_PASSWORD
@@ -10,8 +12,13 @@ from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
+import voluptuous as vol
 
-from custom_components.crownstone_spotflow.cloud import DEFAULT_BASE_URL, DEFAULT_SSE_URL
+from custom_components.crownstone_spotflow.cloud import (
+    DEFAULT_BASE_URL,
+    DEFAULT_SSE_URL,
+    CrownstoneCloud,
+)
 from custom_components.crownstone_spotflow.const import (
     CONF_CLOUD_URL,
     CONF_SSE_URL,
@@ -28,14 +35,17 @@ def _user_input(
     cloud: CloudSimulator,
     *,
     email: str = DEMO_EMAIL,
-    password: str = DEMO_PASSWORD,
+    password: str | None = DEMO_PASSWORD,
     cloud_url: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    """Return the form's input; no password (None) leaves the field out."""
+    user_input: dict[str, Any] = {
         CONF_EMAIL: email,
-        CONF_PASSWORD: password,
         SECTION_ADVANCED: {CONF_CLOUD_URL: cloud_url or cloud.url, CONF_SSE_URL: cloud.sse_url},
     }
+    if password is not None:
+        user_input[CONF_PASSWORD] = password
+    return user_input
 
 
 def _entry_data(cloud: CloudSimulator, password: str = DEMO_PASSWORD) -> dict[str, Any]:
@@ -86,18 +96,23 @@ async def test_user_flow(hass: HomeAssistant, cloud: CloudSimulator) -> None:
             "base",
             "cannot_connect",
         ),
-        # A server that is not a Crownstone cloud answers 404: nothing we know how to handle.
+        # A wrong cloud URL answers 404: the cloud is not where the URL points.
         (
             lambda cloud, user_input: user_input[SECTION_ADVANCED].update(
-                cloud_url=f"{cloud.url}/not-the-api"
+                cloud_url=f"{cloud.url}/nope"
             ),
             "base",
-            "unknown",
+            "cannot_connect",
         ),
     ],
 )
 async def test_user_flow_errors_recover(
-    hass: HomeAssistant, cloud: CloudSimulator, break_it: Any, field: str, error: str
+    hass: HomeAssistant,
+    cloud: CloudSimulator,
+    caplog: pytest.LogCaptureFixture,
+    break_it: Any,
+    field: str,
+    error: str,
 ) -> None:
     """Every error is shown on the form, and the same flow then succeeds."""
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
@@ -109,9 +124,28 @@ async def test_user_flow_errors_recover(
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == "user"
     assert result["errors"] == {field: error}
+    # Expected trouble is no bug: no traceback in the log.
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
 
     cloud.clear_faults()
     cloud.set_email_verified(DEMO_EMAIL, True)
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], _user_input(cloud))
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_unexpected_error_recovers(
+    hass: HomeAssistant, cloud: CloudSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug (nothing the cloud can provoke) is logged with its traceback, never the password."""
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    with patch.object(CrownstoneCloud, "async_login", side_effect=RuntimeError("a bug")):
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], _user_input(cloud)
+        )
+    assert result["errors"] == {"base": "unknown"}
+    assert "RuntimeError: a bug" in caplog.text
+    assert DEMO_PASSWORD not in caplog.text
+
     result = await hass.config_entries.flow.async_configure(result["flow_id"], _user_input(cloud))
     assert result["type"] is FlowResultType.CREATE_ENTRY
 
@@ -182,6 +216,44 @@ async def test_reauth(
     assert mock_config_entry.state is ConfigEntryState.LOADED
 
 
+@pytest.mark.parametrize(
+    ("break_it", "error"),
+    [
+        # The reauth form has no e-mail field, so the error must be on the form itself.
+        (lambda cloud: cloud.set_email_verified(DEMO_EMAIL, False), "email_not_verified"),
+        (lambda cloud: cloud.inject_fault("http_503", path="/users/login"), "cannot_connect"),
+    ],
+)
+async def test_reauth_errors_recover(
+    hass: HomeAssistant,
+    cloud: CloudSimulator,
+    mock_config_entry: MockConfigEntry,
+    break_it: Any,
+    error: str,
+) -> None:
+    """Errors other than a wrong password are shown on the reauth form, then it succeeds."""
+    mock_config_entry.add_to_hass(hass)
+    cloud.change_password(DEMO_EMAIL, "new-password")
+    break_it(cloud)
+
+    result = await mock_config_entry.start_reauth_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_PASSWORD: "new-password"}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "reauth_confirm"
+    assert result["errors"] == {"base": error}
+
+    cloud.clear_faults()
+    cloud.set_email_verified(DEMO_EMAIL, True)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_PASSWORD: "new-password"}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reauth_successful"
+    assert mock_config_entry.data == _entry_data(cloud, password="new-password")
+
+
 async def test_reauth_wrong_account(hass: HomeAssistant, cloud: CloudSimulator) -> None:
     """An account re-created under the same e-mail address is another account."""
     entry = MockConfigEntry(
@@ -229,6 +301,40 @@ async def test_reconfigure(
     assert mock_config_entry.data == _entry_data(cloud, password="new-password")
     await hass.async_block_till_done()
     assert mock_config_entry.state is ConfigEntryState.LOADED
+
+
+@pytest.mark.parametrize("password", [None, ""])
+async def test_reconfigure_without_password(
+    hass: HomeAssistant, cloud: CloudSimulator, password: str | None
+) -> None:
+    """Changing only a URL keeps the stored password, which still has to log in."""
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=cloud.user_id(DEMO_EMAIL),
+        data={**_entry_data(cloud), CONF_SSE_URL: "http://127.0.0.1:9/sse"},
+    )
+    entry.add_to_hass(hass)
+
+    result = await entry.start_reconfigure_flow(hass)
+    password_key = next(key for key in result["data_schema"].schema if key == CONF_PASSWORD)
+    assert isinstance(password_key, vol.Optional)
+
+    # The stored password is checked before anything is saved.
+    cloud.inject_fault("http_503", path="/users/login", count=1)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], _user_input(cloud, password=password)
+    )
+    assert result["errors"] == {"base": "cannot_connect"}
+    assert entry.data[CONF_SSE_URL] == "http://127.0.0.1:9/sse"
+
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], _user_input(cloud, password=password)
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.data == _entry_data(cloud)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
 
 
 async def test_reconfigure_wrong_account(
