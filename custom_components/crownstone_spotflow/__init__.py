@@ -19,22 +19,31 @@ async def async_setup_entry(hass: HomeAssistant, entry: CrownstoneConfigEntry) -
     entry.runtime_data = coordinator
 
     @callback
-    def _async_remove_stale_devices() -> None:
+    def _async_update_devices() -> None:
         # An unreachable cloud says nothing about what exists.
         if not coordinator.last_update_success:
             return
         device_registry = dr.async_get(hass)
-        current = coordinator.cloud_ids()
+        names = coordinator.cloud_names()
         for device in dr.async_entries_for_config_entry(device_registry, entry.entry_id):
-            if not _device_cloud_ids(device) & current:
+            if device.entry_type is dr.DeviceEntryType.SERVICE:
+                continue
+            current = [
+                names[cloud_id] for cloud_id in _device_cloud_ids(device) if cloud_id in names
+            ]
+            if not current:
                 device_registry.async_update_device(
                     device.id, remove_config_entry_id=entry.entry_id
                 )
+            elif device.name != current[0]:
+                # Renamed in the Crownstone app; a name given in Home Assistant still wins.
+                device_registry.async_update_device(device.id, name=current[0])
 
-    _async_remove_stale_devices()
-    entry.async_on_unload(coordinator.async_add_listener(_async_remove_stale_devices))
+    _async_update_devices()
+    entry.async_on_unload(coordinator.async_add_listener(_async_update_devices))
 
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    await coordinator.async_start_push()
     return True
 
 
@@ -47,7 +56,9 @@ async def async_remove_config_entry_device(
     hass: HomeAssistant, entry: CrownstoneConfigEntry, device: dr.DeviceEntry
 ) -> bool:
     """Allow removing a device by hand once the cloud no longer has it."""
-    return not _device_cloud_ids(device) & entry.runtime_data.cloud_ids()
+    return device.entry_type is not dr.DeviceEntryType.SERVICE and not (
+        _device_cloud_ids(device) & entry.runtime_data.cloud_names().keys()
+    )
 
 
 def _device_cloud_ids(device: dr.DeviceEntry) -> set[str]:

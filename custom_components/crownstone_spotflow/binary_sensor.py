@@ -1,4 +1,4 @@
-"""Presence in spheres and rooms, as binary sensors."""
+"""Presence in spheres and rooms, and whether live updates arrive, as binary sensors."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ from homeassistant.components.binary_sensor import (
     BinarySensorEntity,
     BinarySensorEntityDescription,
 )
-from homeassistant.const import Platform
+from homeassistant.const import EntityCategory, Platform
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .cloud import User
+from .const import DOMAIN, MANUFACTURER
 from .coordinator import CrownstoneConfigEntry, CrownstoneDataUpdateCoordinator
-from .entity import CrownstonePlaceEntity
+from .entity import CrownstoneEntity, CrownstonePlaceEntity
 from .helpers import async_track_entities
 
 PARALLEL_UPDATES = 0
@@ -35,6 +37,14 @@ PLACE_DESCRIPTIONS = (
         device_class=BinarySensorDeviceClass.OCCUPANCY,
         is_on_fn=bool,
     ),
+)
+
+
+LIVE_UPDATES_DESCRIPTION = BinarySensorEntityDescription(
+    key="live_updates",
+    translation_key="live_updates",
+    device_class=BinarySensorDeviceClass.CONNECTIVITY,
+    entity_category=EntityCategory.DIAGNOSTIC,
 )
 
 
@@ -76,8 +86,9 @@ async def async_setup_entry(
     entry: CrownstoneConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Set up presence binary sensors."""
+    """Set up presence binary sensors, and the live updates sensor of the account."""
     coordinator = entry.runtime_data
+    async_add_entities([CrownstoneLiveUpdatesBinarySensorEntity(coordinator)])
     async_track_entities(
         coordinator, Platform.BINARY_SENSOR, async_add_entities, lambda: _entities(coordinator)
     )
@@ -92,3 +103,38 @@ class CrownstonePresenceBinarySensorEntity(CrownstonePlaceEntity, BinarySensorEn
     def is_on(self) -> bool:
         """Return whether the presence is detected."""
         return self.entity_description.is_on_fn(self.place.present_people)
+
+
+class CrownstoneLiveUpdatesBinarySensorEntity(CrownstoneEntity, BinarySensorEntity):
+    """Whether the cloud's event stream is connected, so changes show up within a second.
+
+    The stream belongs to the account, not to a sphere: the entity sits on one service device
+    of the account.
+    """
+
+    def __init__(self, coordinator: CrownstoneDataUpdateCoordinator) -> None:
+        """Initialize the entity."""
+        entry = coordinator.config_entry
+        # The entry's unique id is the account's user id.
+        account_id = f"{entry.unique_id or entry.entry_id}_cloud"
+        super().__init__(
+            coordinator,
+            LIVE_UPDATES_DESCRIPTION,
+            object_id=account_id,
+            device_info=DeviceInfo(
+                entry_type=DeviceEntryType.SERVICE,
+                identifiers={(DOMAIN, account_id)},
+                manufacturer=MANUFACTURER,
+                name="Crownstone cloud",
+            ),
+        )
+
+    @property
+    def available(self) -> bool:
+        """Return True: the entity reports the connection itself, up or down."""
+        return True
+
+    @property
+    def is_on(self) -> bool:
+        """Return whether the event stream is connected."""
+        return self.coordinator.stream.connected

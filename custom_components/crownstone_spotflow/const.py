@@ -15,8 +15,11 @@ CONF_CLOUD_URL: Final = "cloud_url"
 CONF_SSE_URL: Final = "sse_url"
 SECTION_ADVANCED: Final = "advanced"
 
-# The cloud pushes changes through its event stream; polling is the safety net.
-SCAN_INTERVAL: Final = timedelta(minutes=5)
+# While the event stream is up it carries every change, and polling only catches what it
+# cannot: presence the server drops silently after 20 minutes, spheres created after the
+# stream opened. While it is down, polling takes over.
+SCAN_INTERVAL: Final = timedelta(minutes=15)
+SCAN_INTERVAL_WITHOUT_STREAM: Final = timedelta(minutes=1)
 
 # A switch command only reaches the stone through a phone or hub in range, so the cloud
 # reports the new state seconds later. Until then (or until this window closes) entities

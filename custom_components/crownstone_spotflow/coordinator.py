@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -9,8 +10,8 @@ from datetime import datetime
 from functools import partial
 
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.const import CONF_EMAIL, CONF_PASSWORD
-from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.const import CONF_EMAIL, CONF_PASSWORD, EVENT_HOMEASSISTANT_STOP
+from homeassistant.core import CALLBACK_TYPE, Event as HassEvent, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.event import async_call_later
@@ -22,11 +23,24 @@ from .cloud import (
     CrownstoneCloud,
     CrownstoneConnectionError,
     CrownstoneError,
+    CrownstoneEventStream,
+    DataChangeSubType,
+    Event,
     Location,
     Sphere,
     Spheres,
+    SwitchStateUpdateEvent,
 )
-from .const import CONF_CLOUD_URL, DOMAIN, LOGGER, OPTIMISTIC_WINDOW, SCAN_INTERVAL
+from .const import (
+    CONF_CLOUD_URL,
+    CONF_SSE_URL,
+    DOMAIN,
+    LOGGER,
+    OPTIMISTIC_WINDOW,
+    SCAN_INTERVAL,
+    SCAN_INTERVAL_WITHOUT_STREAM,
+)
+from .push import StalePart, apply_event, stale_part
 
 type CrownstoneConfigEntry = ConfigEntry[CrownstoneDataUpdateCoordinator]
 
@@ -71,10 +85,11 @@ def _translated_errors() -> Iterator[None]:
 
 
 class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
-    """Keeps the spheres of one Crownstone account up to date.
+    """Keeps the spheres of one Crownstone account up to date, live through the event stream.
 
     The cloud client updates its objects in place, so entities look their object up by id on
-    every update instead of holding on to it.
+    every update instead of holding on to it. Pushed events change those objects and notify
+    the entities at once; polling is the safety net, and takes over while the stream is down.
     """
 
     config_entry: CrownstoneConfigEntry
@@ -87,13 +102,21 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
             async_get_clientsession(hass),
             base_url=entry.data[CONF_CLOUD_URL],
         )
+        # It shares the cloud's session and login.
+        self.stream = CrownstoneEventStream(self.cloud, entry.data[CONF_SSE_URL])
         self._pending: dict[str, PendingSwitch] = {}
+        # Events reach a stream only for the spheres the account had when it opened.
+        self._streamed_spheres: set[str] = set()
+        self._stream_was_up = False
+        self._stale: set[StalePart] = set()
+        self._stale_reader: asyncio.Task[None] | None = None
+        self._unsub_hass_stop: CALLBACK_TYPE | None = None
         super().__init__(
             hass,
             LOGGER,
             config_entry=entry,
             name=DOMAIN,
-            update_interval=SCAN_INTERVAL,
+            update_interval=SCAN_INTERVAL_WITHOUT_STREAM,
         )
 
     async def _async_setup(self) -> None:
@@ -105,7 +128,104 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
         """Fetch spheres, stones, rooms, presence and users."""
         with _translated_errors():
             await self.cloud.async_synchronize(users=True)
+        if self.stream.connected and not self._sphere_ids() <= self._streamed_spheres:
+            LOGGER.debug("New sphere: reopening the event stream to hear its events")
+            self.config_entry.async_create_background_task(
+                self.hass, self._async_reopen_stream(), "crownstone_spotflow reopen stream"
+            )
         return self.cloud.cloud_data
+
+    async def async_start_push(self) -> None:
+        """Start listening to the event stream; stopped on unload and when Home Assistant stops."""
+        self.config_entry.async_on_unload(self.stream.add_event_listener(self._async_handle_event))
+        self.config_entry.async_on_unload(
+            self.stream.add_connection_listener(self._async_stream_connection_changed)
+        )
+        self.config_entry.async_on_unload(
+            self.stream.add_error_listener(self._async_stream_refused)
+        )
+        self._unsub_hass_stop = self.hass.bus.async_listen_once(
+            EVENT_HOMEASSISTANT_STOP, self._async_hass_stopping
+        )
+        await self.stream.start()
+
+    async def _async_hass_stopping(self, _event: HassEvent) -> None:
+        self._unsub_hass_stop = None
+        await self.stream.stop()
+
+    async def _async_reopen_stream(self) -> None:
+        # What happens meanwhile is read again once the stream says it is back.
+        await self.stream.stop()
+        await self.stream.start()
+
+    @callback
+    def _async_stream_connection_changed(self, connected: bool) -> None:
+        """Relax polling while the stream is up; read everything again after a reconnect."""
+        self.update_interval = SCAN_INTERVAL if connected else SCAN_INTERVAL_WITHOUT_STREAM
+        self._schedule_refresh()
+        if connected:
+            self._streamed_spheres = self._sphere_ids()
+            if self._stream_was_up:
+                # The stream replays nothing: whatever happened while it was down is lost.
+                self.config_entry.async_create_background_task(
+                    self.hass, self.async_request_refresh(), "crownstone_spotflow resync"
+                )
+            self._stream_was_up = True
+        # The live updates entity shows the connection.
+        self.async_update_listeners()
+
+    @callback
+    def _async_stream_refused(self, _error: CrownstoneError) -> None:
+        """The cloud refused to log in again: ask the user to sign in."""
+        self.config_entry.async_start_reauth(self.hass)
+        # Makes the entities unavailable; the client does not ask the cloud again for this.
+        self.config_entry.async_create_background_task(
+            self.hass, self.async_request_refresh(), "crownstone_spotflow refused"
+        )
+
+    @callback
+    def _async_handle_event(self, event: Event) -> None:
+        """Apply a pushed change at once; read again what an event says is out of date."""
+        if isinstance(event, SwitchStateUpdateEvent):
+            # The stone's own report ends the wait for a command, whatever it says.
+            self._forget_pending(event.crownstone_id)
+        if apply_event(self.data, event):
+            self.async_update_listeners()
+        if (part := stale_part(self.data, event)) is not None:
+            self._stale.add(part)
+            if self._stale_reader is None or self._stale_reader.done():
+                self._stale_reader = self.config_entry.async_create_background_task(
+                    self.hass, self._async_read_stale(), "crownstone_spotflow read changes"
+                )
+
+    async def _async_read_stale(self) -> None:
+        """Read what changed in the cloud, coalescing the changes that come in meanwhile."""
+        while self._stale:
+            stale, self._stale = self._stale, set()
+            if any(sub_type == DataChangeSubType.SPHERES for _, sub_type in stale):
+                await self.async_request_refresh()
+                continue
+            try:
+                for sphere_id, sub_type in stale:
+                    await self._async_read_part(sphere_id, sub_type)
+            except CrownstoneError as error:
+                LOGGER.debug("Reading a change failed (%s); reading everything", error)
+                await self.async_request_refresh()
+                continue
+            self.async_update_listeners()
+
+    async def _async_read_part(self, sphere_id: str, sub_type: DataChangeSubType) -> None:
+        """Read one kind of item of a sphere (changes of spheres cause a full refresh instead)."""
+        if (sphere := self.sphere(sphere_id)) is None:
+            return
+        if sub_type is DataChangeSubType.STONES:
+            await sphere.crownstones.async_update_crownstone_data()
+        elif sub_type is DataChangeSubType.LOCATIONS:
+            await sphere.locations.async_update_location_data()
+            # A new room's people, and those of a removed one.
+            await sphere.async_update_sphere_presence()
+        else:
+            await sphere.users.async_update_user_data()
 
     @callback
     def async_update_listeners(self) -> None:
@@ -117,7 +237,11 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
         super().async_update_listeners()
 
     async def async_shutdown(self) -> None:
-        """Cancel the expiry timers of pending commands."""
+        """Close the event stream and cancel the expiry timers of pending commands."""
+        if self._unsub_hass_stop is not None:
+            self._unsub_hass_stop()
+            self._unsub_hass_stop = None
+        await self.stream.stop()
         await super().async_shutdown()
         for stone_id in list(self._pending):
             self._forget_pending(stone_id)
@@ -175,11 +299,14 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
             return None
         return sphere.locations.find_by_id(location_id)
 
-    def cloud_ids(self) -> set[str]:
-        """Return the ids of every sphere, room and Crownstone the account can see."""
-        ids: set[str] = set()
+    def cloud_names(self) -> dict[str, str]:
+        """Return the name of every sphere, room and Crownstone the account can see, by id."""
+        names: dict[str, str] = {}
         for sphere in self.data:
-            ids.add(sphere.cloud_id)
-            ids.update(location.cloud_id for location in sphere.locations)
-            ids.update(stone.cloud_id for stone in sphere.crownstones)
-        return ids
+            names[sphere.cloud_id] = sphere.name
+            names.update((location.cloud_id, location.name) for location in sphere.locations)
+            names.update((stone.cloud_id, stone.name) for stone in sphere.crownstones)
+        return names
+
+    def _sphere_ids(self) -> set[str]:
+        return {sphere.cloud_id for sphere in self.data}

@@ -414,6 +414,36 @@ async def test_token_renewed_elsewhere_is_reused(
     assert logins(sim) == logins_before
 
 
+async def test_stream_and_requests_share_one_login(
+    sim: CloudSimulator, account: CrownstoneCloud, open_stream: OpenStream
+) -> None:
+    """A request and the stream that meet the same expired token log in once between them."""
+    _, watcher = await open_stream(backoff_initial=10.0)
+    logins_before = logins(sim)
+
+    sim.expire_tokens()
+    await asyncio.gather(account.cloud_data.async_update(), watcher.connections(True, False, True))
+
+    assert logins(sim) == logins_before + 1
+
+
+async def test_login_refused_to_a_request_is_not_tried_again_by_the_stream(
+    sim: CloudSimulator, account: CrownstoneCloud, open_stream: OpenStream
+) -> None:
+    """Credentials the cloud refused once are not sent again for the same expired token."""
+    stream, watcher = await open_stream(backoff_initial=10.0)
+    sim.change_password(DEMO_EMAIL, "changed-elsewhere")
+    sim.tokens.expire_all()  # the open stream hears of it with its next event
+    with pytest.raises(CrownstoneAuthenticationError):
+        await account.cloud_data.async_update()
+    attempts = logins(sim)
+
+    sim.set_switch_state(sim.stone_id("Desk lamp"), 0)
+    await watcher.wait_for(lambda: bool(watcher.errors))
+    assert logins(sim) == attempts
+    assert stream.last_error is watcher.errors[0]
+
+
 async def test_rejected_token_again_backs_off(
     sim: CloudSimulator, account: CrownstoneCloud, open_stream: OpenStream
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 
 from homeassistant.core import HomeAssistant
@@ -10,6 +11,7 @@ from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
 from custom_components.crownstone_spotflow.const import SCAN_INTERVAL
+from custom_components.crownstone_spotflow.coordinator import CrownstoneDataUpdateCoordinator
 from simulators.crownstone_cloud import CloudSimulator
 
 
@@ -30,3 +32,25 @@ async def async_wait_for_stone_state(cloud: CloudSimulator, stone_id: str, value
 def _stone_state(cloud: CloudSimulator, stone_id: str) -> float | None:
     state = cloud.stone(stone_id)[1].switch_state
     return None if state is None else state.value
+
+
+async def async_wait_for_stream(coordinator: CrownstoneDataUpdateCoordinator) -> None:
+    """Wait until the coordinator's event stream is connected."""
+    connected = asyncio.Event()
+    unsubscribe = coordinator.stream.add_connection_listener(
+        lambda up: connected.set() if up else None
+    )
+    try:
+        if not coordinator.stream.connected:
+            async with asyncio.timeout(5):
+                await connected.wait()
+    finally:
+        unsubscribe()
+
+
+async def async_wait_until(hass: HomeAssistant, condition: Callable[[], bool]) -> None:
+    """Wait until a pushed change made the condition true (it arrives over a socket)."""
+    async with asyncio.timeout(3):
+        while not condition():
+            await asyncio.sleep(0.005)
+            await hass.async_block_till_done()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Generator
+from functools import partial
+from typing import Any
 from unittest.mock import PropertyMock, patch
 
 from homeassistant.const import CONF_EMAIL, CONF_PASSWORD, Platform
@@ -12,8 +14,11 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
 from syrupy.assertion import SnapshotAssertion
 
+from custom_components.crownstone_spotflow.cloud import CrownstoneEventStream
 from custom_components.crownstone_spotflow.const import CONF_CLOUD_URL, CONF_SSE_URL, DOMAIN
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
+
+from . import async_wait_for_stream
 
 
 @pytest.fixture
@@ -26,6 +31,32 @@ async def cloud(hass: HomeAssistant, socket_enabled: None) -> AsyncGenerator[Clo
     await simulator.start(host="127.0.0.1", port=0)
     yield simulator
     await simulator.stop()
+
+
+# Production waits up to 5 minutes between attempts; tests wait milliseconds. The simulator
+# pings every second (see `cloud`), so a silent stream is noticed after 1.5 s.
+FAST_STREAM = {
+    "ping_interval": 1.0,
+    "ping_margin": 0.5,
+    "backoff_initial": 0.05,
+    "backoff_max": 0.4,
+}
+
+
+@pytest.fixture
+def stream_options() -> dict[str, Any]:
+    """Return the event stream settings for the test (a test module may override it)."""
+    return FAST_STREAM
+
+
+@pytest.fixture(autouse=True)
+def fast_stream(stream_options: dict[str, Any]) -> Generator[None]:
+    """Make the integration's event stream reconnect quickly."""
+    with patch(
+        "custom_components.crownstone_spotflow.coordinator.CrownstoneEventStream",
+        partial(CrownstoneEventStream, **stream_options),
+    ):
+        yield
 
 
 @pytest.fixture
@@ -59,6 +90,9 @@ async def init_integration(
     with patch("custom_components.crownstone_spotflow.PLATFORMS", platforms):
         assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
         await hass.async_block_till_done()
+    # Pushed changes are only heard once the event stream is up.
+    await async_wait_for_stream(mock_config_entry.runtime_data)
+    await hass.async_block_till_done()
     return mock_config_entry
 
 

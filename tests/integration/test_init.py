@@ -55,7 +55,9 @@ async def test_bad_credentials_start_reauth(
 async def test_devices(
     hass: HomeAssistant, init_integration: MockConfigEntry, cloud: CloudSimulator
 ) -> None:
-    """Each switching Crownstone, sphere and room is a device; dongles are not."""
+    """Each switching Crownstone, sphere and room is a device, and the account's cloud service.
+
+    Dongles are not."""
     device_registry = dr.async_get(hass)
     names = {
         device.name
@@ -76,6 +78,7 @@ async def test_devices(
         "Cabin room",
         "Cabin lamp",
         "Porch light",
+        "Crownstone cloud",
     }
     desk_lamp = device_registry.async_get_device(
         identifiers={(DOMAIN, cloud.stone_id("Desk lamp"))}

@@ -104,7 +104,7 @@ class CloudClient:
         """Return the user id, logging in first if there is no token yet."""
         if self.access_token is not None and self.user_id is not None:
             return self.user_id
-        return await self._async_renew_token(rejected=None)
+        return await self.async_renew_token(rejected=None)
 
     async def async_request(
         self,
@@ -123,7 +123,7 @@ class CloudClient:
             )
         except _TokenRejectedError:
             _LOGGER.debug("Access token rejected on %s %s; logging in again", method, url_path)
-        await self._async_renew_token(rejected=token)
+        await self.async_renew_token(rejected=token)
         try:
             return await self._async_send(
                 method, url_path, token=self.access_token, params=params, json_body=json_body
@@ -131,10 +131,14 @@ class CloudClient:
         except _TokenRejectedError as err:
             raise CrownstoneAuthenticationError(err.code) from None
 
-    async def _async_renew_token(self, *, rejected: str | None) -> str:
-        # Requests that failed together share one login: whoever comes second finds the new
-        # token, or the refusal of that login (credentials the cloud refused once stay refused
-        # until async_login is called again, instead of hammering the login endpoint).
+    async def async_renew_token(self, *, rejected: str | None) -> str:
+        """Log in again unless the token the cloud rejected was replaced already.
+
+        Requests (and the event stream) that failed together share one login: whoever comes
+        second finds the new token, or the refusal of that login (credentials the cloud refused
+        once stay refused until async_login is called again, instead of hammering the login
+        endpoint).
+        """
         async with self._login_lock:
             if self.access_token not in (None, rejected) and self.user_id is not None:
                 return self.user_id

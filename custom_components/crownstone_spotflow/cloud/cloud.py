@@ -69,6 +69,15 @@ class CrownstoneCloud:
         """Log in (sending the sha1 of the password, never the password) and return the user id."""
         return await self._client.async_login()
 
+    async def async_renew_token(self, rejected: str | None) -> str:
+        """Replace a token the cloud rejected; return the user id.
+
+        Shares one login with every request that met the same rejected token, so a stream and
+        REST calls never log in twice for one expiry. A refused login is raised again, without
+        a request, to later callers with the same rejected token; async_login tries anew.
+        """
+        return await self._client.async_renew_token(rejected=rejected)
+
     async def async_initialize(self) -> None:
         """Log in if needed and read everything: spheres, Crownstones, rooms, users, presence."""
         await self.async_synchronize(users=True)

@@ -79,6 +79,8 @@ class CrownstoneEventStream:
         self._connected = False
         self._connected_since: float | None = None
         self._login_needed = False
+        # Set by a restart after the cloud refused to log in: try the credentials again.
+        self._fresh_login = False
         self._token: str | None = None
         # Connection attempts after the first one, failed or not.
         self.reconnect_count = 0
@@ -114,6 +116,7 @@ class CrownstoneEventStream:
         """Start reading in the background; return at once."""
         if self._task is not None and not self._task.done():
             return
+        self._fresh_login = self.last_error is not None
         self.last_error = None
         self._task = asyncio.create_task(self._run(), name="crownstone_event_stream")
 
@@ -152,8 +155,7 @@ class CrownstoneEventStream:
                 relogged_in_since_healthy = False
             self._set_connected(False)
             if token_rejected:
-                # The REST client may have logged in already; then its new token is fine.
-                self._login_needed = self._cloud.access_token == self._token
+                self._login_needed = True
                 if not relogged_in_since_healthy:
                     relogged_in_since_healthy = True
                     self.reconnect_count += 1
@@ -168,10 +170,13 @@ class CrownstoneEventStream:
 
     async def _connect_and_read(self) -> bool:
         """Read one stream until it ends; return True if the server refused the token."""
-        if self._login_needed or not self._cloud.access_token:
-            _LOGGER.debug("Logging in for the event stream")
+        if self._fresh_login:
+            _LOGGER.debug("Logging in again for the event stream")
             await self._cloud.async_login()
-            self._login_needed = False
+        elif self._login_needed or not self._cloud.access_token:
+            # The REST side may have logged in already; then its new token is taken as it is.
+            await self._cloud.async_renew_token(self._token)
+        self._fresh_login = self._login_needed = False
         token = self._cloud.access_token
         assert token is not None  # a successful login always leaves a token
         self._token = token

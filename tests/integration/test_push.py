@@ -1,0 +1,421 @@
+"""Tests for live updates through the cloud's event stream: pushed changes, no requests."""
+
+from __future__ import annotations
+
+from homeassistant.const import (
+    ATTR_ENTITY_ID,
+    EVENT_HOMEASSISTANT_STOP,
+    STATE_OFF,
+    STATE_ON,
+    STATE_UNAVAILABLE,
+)
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr, entity_registry as er
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.crownstone_spotflow.const import (
+    DOMAIN,
+    SCAN_INTERVAL,
+    SCAN_INTERVAL_WITHOUT_STREAM,
+)
+from simulators.crownstone_cloud import DEMO_EMAIL, CloudSimulator
+from simulators.crownstone_cloud.scenario import add_stone
+
+from . import async_poll, async_wait_for_stream, async_wait_until
+
+LIVE_UPDATES = "binary_sensor.crownstone_cloud_live_updates"
+
+
+def _state(hass: HomeAssistant, entity_id: str) -> str | None:
+    state = hass.states.get(entity_id)
+    return None if state is None else state.state
+
+
+def _device(hass: HomeAssistant, cloud_id: str) -> dr.DeviceEntry | None:
+    return dr.async_get(hass).async_get_device(identifiers={(DOMAIN, cloud_id)})
+
+
+@pytest.mark.usefixtures("init_integration")
+async def test_switch_state_pushed(hass: HomeAssistant, cloud: CloudSimulator) -> None:
+    """A Crownstone switched by hand shows up at once, without a single request."""
+    cloud.reset_counters()
+    cloud.set_switch_state(cloud.stone_id("Desk lamp"), 30)
+    await async_wait_until(
+        hass, lambda: hass.states.get("light.desk_lamp").attributes.get("brightness") == 76
+    )
+    cloud.set_switch_state(cloud.stone_id("Coffee machine"), 100)
+    await async_wait_until(hass, lambda: _state(hass, "switch.coffee_machine") == STATE_ON)
+    cloud.set_switch_state(cloud.stone_id("Desk lamp"), 0)
+    await async_wait_until(hass, lambda: _state(hass, "light.desk_lamp") == STATE_OFF)
+
+    assert cloud.request_count() == 0
+
+
+@pytest.mark.usefixtures("init_integration")
+async def test_push_confirms_a_command(
+    hass: HomeAssistant, cloud: CloudSimulator, init_integration: MockConfigEntry
+) -> None:
+    """The stone's report ends the optimistic window at once."""
+    coordinator = init_integration.runtime_data
+    await hass.services.async_call(
+        "light",
+        "turn_on",
+        {ATTR_ENTITY_ID: "light.cabin_lamp", "brightness": 128},
+        blocking=True,
+    )
+    assert hass.states.get("light.cabin_lamp").attributes["brightness"] == 128
+    await async_wait_until(hass, lambda: not coordinator._pending)
+
+    assert coordinator.crownstone(cloud.stone_id("Cabin lamp")).state == 50
+    assert hass.states.get("light.cabin_lamp").attributes["brightness"] == 128
+
+
+@pytest.mark.usefixtures("init_integration")
+async def test_push_corrects_a_command(hass: HomeAssistant, cloud: CloudSimulator) -> None:
+    """A command no phone carried out is corrected as soon as the stone reports otherwise."""
+    cloud.set_phone(None)
+    await hass.services.async_call(
+        "switch", "turn_on", {ATTR_ENTITY_ID: "switch.coffee_machine"}, blocking=True
+    )
+    assert _state(hass, "switch.coffee_machine") == STATE_ON
+
+    # Well within the optimistic window.
+    cloud.set_switch_state(cloud.stone_id("Coffee machine"), 0)
+    await async_wait_until(hass, lambda: _state(hass, "switch.coffee_machine") == STATE_OFF)
+
+
+@pytest.mark.usefixtures("entity_registry_enabled_by_default", "init_integration")
+async def test_presence_pushed(hass: HomeAssistant, cloud: CloudSimulator) -> None:
+    """People entering and leaving spheres and rooms show up at once, without a request."""
+    home = cloud.sphere_id("Home")
+    ann = cloud.user_id(DEMO_EMAIL)
+    bob = cloud.user_id("bob@example.com")
+    kitchen = cloud.location_id("Kitchen")
+    cloud.reset_counters()
+
+    cloud.enter_location(bob, home, kitchen)
+    await async_wait_until(
+        hass, lambda: _state(hass, "binary_sensor.kitchen_occupancy") == STATE_ON
+    )
+    assert _state(hass, "sensor.kitchen_people_present") == "1"
+    assert _state(hass, "sensor.home_people_present") == "2"
+
+    cloud.enter_location(ann, home, kitchen)
+    await async_wait_until(hass, lambda: _state(hass, "sensor.kitchen_people_present") == "2")
+    # Ann left the living room for the kitchen.
+    assert _state(hass, "binary_sensor.living_room_occupancy") == STATE_OFF
+
+    cloud.exit_location(bob, home, kitchen)
+    await async_wait_until(hass, lambda: _state(hass, "sensor.kitchen_people_present") == "1")
+    assert _state(hass, "binary_sensor.home_bob_member_present") == STATE_ON
+
+    cloud.exit_sphere(ann, home)
+    await async_wait_until(
+        hass, lambda: _state(hass, "binary_sensor.kitchen_occupancy") == STATE_OFF
+    )
+    assert _state(hass, "binary_sensor.home_ann_admin_present") == STATE_OFF
+    assert _state(hass, "sensor.home_people_present") == "1"
+
+    cloud.enter_sphere(ann, home)
+    await async_wait_until(hass, lambda: _state(hass, "sensor.home_people_present") == "2")
+    assert _state(hass, "binary_sensor.home_ann_admin_present") == STATE_ON
+
+    assert cloud.request_count() == 0
+
+
+@pytest.mark.usefixtures("init_integration")
+async def test_presence_of_a_stranger(
+    hass: HomeAssistant, cloud: CloudSimulator, entity_registry: er.EntityRegistry
+) -> None:
+    """A person the integration does not know yet gets a presence entity; the users are read."""
+    home = cloud.sphere_id("Home")
+    # Joined without the stream telling (the data change went to nobody).
+    dave = cloud.state.add_user("Dave", "Dee", "dave@example.com", "dave-password")
+    cloud.sphere(home).roles[dave.id] = "member"
+    cloud.reset_counters()
+
+    cloud.enter_sphere(dave.id, home)
+    await async_wait_until(
+        hass, lambda: entity_registry.async_get("binary_sensor.home_dave_dee_present") is not None
+    )
+    assert _state(hass, "sensor.home_people_present") == "3"
+    assert cloud.request_count() == cloud.request_count("GET", f"/Spheres/{home}/users") == 1
+
+
+@pytest.mark.usefixtures("init_integration")
+async def test_ability_pushed(
+    hass: HomeAssistant, cloud: CloudSimulator, entity_registry: er.EntityRegistry
+) -> None:
+    """Dimming switched off turns a light into a switch at once, and back, without a request."""
+    cabin_lamp = cloud.stone_id("Cabin lamp")
+    coffee_machine = cloud.stone_id("Coffee machine")
+    cloud.reset_counters()
+
+    cloud.set_ability(cabin_lamp, "dimming", False)
+    await async_wait_until(hass, lambda: hass.states.get("switch.cabin_lamp") is not None)
+    assert hass.states.get("light.cabin_lamp") is None
+
+    cloud.set_ability(cabin_lamp, "dimming", True)
+    await async_wait_until(hass, lambda: hass.states.get("light.cabin_lamp") is not None)
+    assert entity_registry.async_get("switch.cabin_lamp") is None
+
+    # A stone without a dimming row gets one.
+    cloud.set_ability(coffee_machine, "dimming", True)
+    await async_wait_until(hass, lambda: hass.states.get("light.coffee_machine") is not None)
+    cloud.set_ability(coffee_machine, "tapToToggle", True)
+
+    assert cloud.request_count() == 0
+
+
+@pytest.mark.usefixtures("init_integration")
+async def test_stones_added_renamed_and_removed(hass: HomeAssistant, cloud: CloudSimulator) -> None:
+    """A data change reads the sphere's stones again (one request), devices follow."""
+    home = cloud.sphere_id("Home")
+    cloud.reset_counters()
+
+    stone_id = cloud.add_stone(home, "Fan", location_id=cloud.location_id("Bedroom"))
+    await async_wait_until(hass, lambda: hass.states.get("switch.fan") is not None)
+    assert _state(hass, "switch.fan") == STATE_OFF
+    assert _device(hass, stone_id).suggested_area == "Bedroom"
+    assert cloud.request_count() == cloud.request_count("GET", f"/Spheres/{home}/ownedStones") == 1
+
+    cloud.rename_stone(stone_id, "Ceiling fan")
+    await async_wait_until(hass, lambda: _device(hass, stone_id).name == "Ceiling fan")
+    # Entity ids stay; the friendly name follows the device.
+    assert hass.states.get("switch.fan").attributes["friendly_name"] == "Ceiling fan"
+
+    cloud.remove_stone(stone_id)
+    await async_wait_until(hass, lambda: _device(hass, stone_id) is None)
+    assert hass.states.get("switch.fan") is None
+
+
+@pytest.mark.usefixtures("init_integration")
+async def test_name_given_in_home_assistant_wins(
+    hass: HomeAssistant, cloud: CloudSimulator, device_registry: dr.DeviceRegistry
+) -> None:
+    """A device the user renamed keeps that name when the cloud renames it."""
+    stone_id = cloud.stone_id("Desk lamp")
+    device = _device(hass, stone_id)
+    device_registry.async_update_device(device.id, name_by_user="Reading lamp")
+
+    cloud.rename_stone(stone_id, "Office lamp")
+    await async_wait_until(hass, lambda: _device(hass, stone_id).name == "Office lamp")
+    assert _device(hass, stone_id).name_by_user == "Reading lamp"
+    assert hass.states.get("light.desk_lamp").attributes["friendly_name"] == "Reading lamp"
+
+
+@pytest.mark.usefixtures("init_integration")
+async def test_rooms_and_people_added_renamed_and_removed(
+    hass: HomeAssistant, cloud: CloudSimulator, entity_registry: er.EntityRegistry
+) -> None:
+    """Rooms and people change with a targeted read."""
+    home = cloud.sphere_id("Home")
+    location_id = cloud.add_location(home, "Attic")
+    await async_wait_until(
+        hass, lambda: hass.states.get("binary_sensor.attic_occupancy") is not None
+    )
+
+    cloud.rename_location(location_id, "Loft")
+    await async_wait_until(hass, lambda: _device(hass, location_id).name == "Loft")
+
+    cloud.remove_location(cloud.location_id("Living room"))
+    await async_wait_until(
+        hass, lambda: hass.states.get("binary_sensor.living_room_occupancy") is None
+    )
+    # Ann was in the living room: she is still in the sphere.
+    assert _state(hass, "sensor.home_people_present") == "2"
+
+    user_id = cloud.add_user(home, "Eve", "Ee", "eve@example.com", "eve-password")
+    await async_wait_until(
+        hass, lambda: entity_registry.async_get("binary_sensor.home_eve_ee_present") is not None
+    )
+    cloud.remove_user(home, user_id)
+    await async_wait_until(
+        hass, lambda: entity_registry.async_get("binary_sensor.home_eve_ee_present") is None
+    )
+
+
+@pytest.mark.usefixtures("init_integration")
+async def test_sphere_removed(hass: HomeAssistant, cloud: CloudSimulator) -> None:
+    """A sphere removed in the cloud leaves at once, with its rooms and Crownstones."""
+    cabin = cloud.sphere_id("Cabin")
+    cloud.remove_sphere(cabin)
+    await async_wait_until(hass, lambda: _device(hass, cabin) is None)
+    assert hass.states.get("light.cabin_lamp") is None
+
+
+async def test_new_sphere_reopens_the_stream(
+    hass: HomeAssistant, cloud: CloudSimulator, init_integration: MockConfigEntry
+) -> None:
+    """The stream only carries the spheres it opened with: a new one found by a poll reopens it."""
+    sphere_id = cloud.add_sphere("Office", DEMO_EMAIL)
+    stone_id = cloud.add_stone(sphere_id, "Beamer")
+    connections = cloud.stream_connections
+    # A poll (firing the time would also fire the stream's silence timer).
+    await init_integration.runtime_data.async_refresh()
+    await hass.async_block_till_done()
+    assert _state(hass, "switch.beamer") == STATE_OFF
+    await async_wait_until(hass, lambda: cloud.stream_connections == connections + 1)
+    await async_wait_for_stream(init_integration.runtime_data)
+
+    cloud.set_switch_state(stone_id, 100)
+    await async_wait_until(hass, lambda: _state(hass, "switch.beamer") == STATE_ON)
+
+
+@pytest.mark.usefixtures("init_integration")
+async def test_informational_events_change_nothing(
+    hass: HomeAssistant, cloud: CloudSimulator
+) -> None:
+    """Commands not yet carried out, unknown and system events leave every entity as it is."""
+    before = {state.entity_id: state.state for state in hass.states.async_all()}
+    stone_id = cloud.stone_id("Desk lamp")
+    home = {"id": cloud.sphere_id("Home"), "name": "Home", "uid": 1}
+    cloud.reset_counters()
+
+    for event in (
+        {
+            "type": "command",
+            "subType": "multiSwitch",
+            "sphere": home,
+            "switchData": [
+                {"id": stone_id, "uid": 1, "name": "Desk lamp", "type": "TURN_OFF"},
+            ],
+        },
+        {"type": "somethingNew", "sphere": home},
+        {"type": "sphereTokensChanged", "operation": "update", "sphere": home},
+        {"type": "invitationChange", "operation": "invited", "sphere": home, "email": "x@y"},
+        {"type": "system", "subType": "SOMETHING", "code": 200, "message": ""},
+        {"type": "ping", "counter": 99},
+    ):
+        cloud.emit_event(event)
+    # A marker event after them: once it shows, the others were handled.
+    cloud.set_switch_state(cloud.stone_id("Porch light"), 100)
+    await async_wait_until(hass, lambda: _state(hass, "switch.porch_light") == STATE_ON)
+
+    after = {state.entity_id: state.state for state in hass.states.async_all()}
+    assert after == before | {"switch.porch_light": STATE_ON}
+    assert cloud.request_count() == 0
+
+
+async def test_live_updates_entity_and_polling(
+    hass: HomeAssistant, cloud: CloudSimulator, init_integration: MockConfigEntry
+) -> None:
+    """The diagnostic entity shows the stream; polling relaxes while it is up."""
+    coordinator = init_integration.runtime_data
+    assert _state(hass, LIVE_UPDATES) == STATE_ON
+    assert coordinator.update_interval == SCAN_INTERVAL
+
+    cloud.stream_fault("no_connection")
+    cloud.drop_streams("reset")
+    await async_wait_until(hass, lambda: _state(hass, LIVE_UPDATES) == STATE_OFF)
+    assert coordinator.update_interval == SCAN_INTERVAL_WITHOUT_STREAM
+    # Polling takes over: the cloud is read within a minute.
+    requests = cloud.request_count()
+    await async_poll(hass, SCAN_INTERVAL_WITHOUT_STREAM)
+    assert cloud.request_count() > requests
+    # The cloud itself answers: only the live updates are off.
+    assert _state(hass, "light.desk_lamp") == STATE_ON
+
+    cloud.stream_fault(None)
+    await async_wait_until(hass, lambda: _state(hass, LIVE_UPDATES) == STATE_ON)
+    assert coordinator.update_interval == SCAN_INTERVAL
+
+    # (Firing the time here would fire the stream's silence timer too.)
+    cloud.inject_fault("http_503")
+    await coordinator.async_refresh()
+    await hass.async_block_till_done()
+    assert _state(hass, "light.desk_lamp") == STATE_UNAVAILABLE
+    assert _state(hass, LIVE_UPDATES) == STATE_ON
+
+
+async def test_stream_closed_on_unload(
+    hass: HomeAssistant, cloud: CloudSimulator, init_integration: MockConfigEntry
+) -> None:
+    """Unloading closes the stream; no reconnect follows."""
+    stream = init_integration.runtime_data.stream
+    assert cloud.open_streams == 1
+    assert await hass.config_entries.async_unload(init_integration.entry_id)
+    await hass.async_block_till_done()
+    assert not stream.connected
+    await async_wait_until(hass, lambda: cloud.open_streams == 0)
+
+
+async def test_stream_closed_when_home_assistant_stops(
+    hass: HomeAssistant, cloud: CloudSimulator, init_integration: MockConfigEntry
+) -> None:
+    """Home Assistant stopping closes the stream, before the shared session goes."""
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
+    await async_wait_until(hass, lambda: cloud.open_streams == 0)
+    assert not init_integration.runtime_data.stream.connected
+
+
+@pytest.mark.usefixtures("init_integration")
+async def test_events_about_what_is_not_known_yet(
+    hass: HomeAssistant, cloud: CloudSimulator
+) -> None:
+    """A report of a Crownstone or sphere we missed reads the cloud again."""
+    home = cloud.sphere_id("Home")
+    # Added without the stream telling.
+    stone = add_stone(cloud.sphere(home), "Heater", stone_type="PLUG", switch_state=0)
+    cloud.set_switch_state(stone.id, 100)
+    await async_wait_until(hass, lambda: _state(hass, "switch.heater") == STATE_ON)
+
+    stone = add_stone(cloud.sphere(home), "Lava lamp", stone_type="PLUG", switch_state=100)
+    cloud.set_ability(stone.id, "dimming", True)
+    await async_wait_until(hass, lambda: _state(hass, "light.lava_lamp") == STATE_ON)
+
+    # Both ask for a full refresh: one is made.
+    unknown_sphere = {"id": "5f1b00000000000000000000", "name": "Elsewhere", "uid": 9}
+    for event in (
+        {
+            "type": "presence",
+            "subType": "enterSphere",
+            "sphere": unknown_sphere,
+            "user": {"id": cloud.user_id(DEMO_EMAIL), "name": "Ann Admin"},
+        },
+        {
+            "type": "dataChange",
+            "subType": "stones",
+            "operation": "create",
+            "sphere": unknown_sphere,
+            "changedItem": {"id": "5f1b00000000000000000001", "name": "Far lamp"},
+        },
+    ):
+        cloud.emit_event(event)
+    requests = cloud.request_count("GET", "/spheres")
+    await async_wait_until(hass, lambda: cloud.request_count("GET", "/spheres") > requests)
+
+
+@pytest.mark.usefixtures("init_integration")
+async def test_changes_in_a_burst_share_reads(hass: HomeAssistant, cloud: CloudSimulator) -> None:
+    """Many changes at once cost a read or two, not one each."""
+    home = cloud.sphere_id("Home")
+    cloud.reset_counters()
+    for number in range(5):
+        cloud.add_stone(home, f"Plug {number}")
+    await async_wait_until(hass, lambda: hass.states.get("switch.plug_4") is not None)
+    assert cloud.request_count("GET", "/ownedStones") <= 2
+
+
+@pytest.mark.usefixtures("init_integration")
+async def test_a_failed_read_reads_everything(hass: HomeAssistant, cloud: CloudSimulator) -> None:
+    """When the targeted read fails, a full refresh takes its place."""
+    home = cloud.sphere_id("Home")
+    cloud.inject_fault("http_503", path="/ownedStones", count=1)
+    cloud.add_stone(home, "Kettle")
+    await async_wait_until(hass, lambda: hass.states.get("switch.kettle") is not None)
+
+
+async def test_unload_while_a_command_waits(
+    hass: HomeAssistant, cloud: CloudSimulator, init_integration: MockConfigEntry
+) -> None:
+    """A command still waiting for its stone leaves no timer behind on unload."""
+    cloud.set_phone(None)
+    await hass.services.async_call(
+        "switch", "turn_on", {ATTR_ENTITY_ID: "switch.coffee_machine"}, blocking=True
+    )
+    coordinator = init_integration.runtime_data
+    assert coordinator._pending
+    assert await hass.config_entries.async_unload(init_integration.entry_id)
+    assert not coordinator._pending
