@@ -1,0 +1,135 @@
+"""Fixtures of the forwarder tests: a real Spotflow platform simulator on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable
+import json
+from pathlib import Path
+from typing import Any
+
+from homeassistant.core import HomeAssistant
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.crownstone_spotflow import forwarder
+from custom_components.crownstone_spotflow.const import DOMAIN
+from custom_components.crownstone_spotflow.forwarder import (
+    OPTIONS_KEY,
+    Forwarder,
+    ForwarderSettings,
+    async_setup_forwarder,
+    async_unload_forwarder,
+    new_outbox_name,
+)
+from custom_components.crownstone_spotflow.spotflow import OutboxConfig
+from simulators.spotflow_platform import PlatformSimulator
+
+DEVICE_ID = "ha-test"
+# Commits and packs quickly, so records reach the simulator within a test's patience.
+FAST_OUTBOX = OutboxConfig(commit_interval=0.01, pack_linger=0.01, synchronous="NORMAL")
+
+
+@pytest.fixture(autouse=True)
+def config_dir(hass: HomeAssistant, tmp_path: Path) -> Path:
+    """Keep outbox files in the test's own folder (never in the test plugin's config)."""
+    hass.config.config_dir = str(tmp_path / "config")
+    (tmp_path / "config" / ".storage").mkdir(parents=True)
+    return tmp_path / "config"
+
+
+@pytest.fixture(autouse=True)
+def fast_intervals(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Poll for approval and retry the platform quickly."""
+    monkeypatch.setattr(forwarder, "PROVISIONING_POLL_INTERVAL", 0.05)
+    monkeypatch.setattr(forwarder, "RETRY_INTERVAL", 0.2)
+
+
+@pytest.fixture
+def auto_approve() -> bool:
+    """Return whether the platform approves provisioning by itself."""
+    return True
+
+
+@pytest.fixture
+async def platform(
+    hass: HomeAssistant, tmp_path: Path, socket_enabled: None, auto_approve: bool
+) -> AsyncGenerator[PlatformSimulator]:
+    """Run the Spotflow platform simulator on the hass fixture's loop."""
+    simulator = PlatformSimulator(tmp_path / "platform", auto_approve=auto_approve)
+    await simulator.start()
+    yield simulator
+    await simulator.stop()
+
+
+def forwarder_options(platform: PlatformSimulator, entry_id: str, **changes: Any) -> dict[str, Any]:
+    """Return entry options that mirror into the simulator."""
+    settings = ForwarderSettings(
+        enabled=True,
+        provisioning_token=platform.provisioning_token,
+        device_id=DEVICE_ID,
+        instance=platform.instance,
+        ca_certificate=platform.ca_file.read_text(),
+        outbox=new_outbox_name(entry_id),
+    )
+    options = settings.as_options()
+    options.update(changes)
+    return {OPTIONS_KEY: options}
+
+
+@pytest.fixture
+async def entry(
+    hass: HomeAssistant, platform: PlatformSimulator
+) -> AsyncGenerator[MockConfigEntry]:
+    """Return a config entry (not set up) whose options mirror into the simulator.
+
+    Its forwarder stops before the simulator does.
+    """
+    entry = MockConfigEntry(domain=DOMAIN, title="Crownstone (test)", data={})
+    entry.add_to_hass(hass)
+    hass.config_entries.async_update_entry(
+        entry, options=forwarder_options(platform, entry.entry_id)
+    )
+    yield entry
+    await async_unload_forwarder(hass, entry)
+
+
+@pytest.fixture
+def start_forwarder(hass: HomeAssistant, entry: MockConfigEntry) -> Callable[..., Any]:
+    """Return a function that starts the entry's forwarder and waits until it runs."""
+
+    async def start(outbox: OutboxConfig = FAST_OUTBOX, *, wait: bool = True) -> Forwarder:
+        started = await async_setup_forwarder(hass, entry, outbox=outbox)
+        assert started is not None
+        if wait:
+            await wait_for(lambda: started.client is not None)
+        return started
+
+    return start
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    """Wait until a condition holds, polling the loop."""
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 (conditions span the simulator and hass)
+            await asyncio.sleep(0.01)
+
+
+def records(platform: PlatformSimulator, device_id: str = DEVICE_ID) -> list[dict[str, Any]]:
+    """Return every record the platform stored from the device, in order."""
+    return [
+        json.loads(line)
+        for message in platform.messages(device_id)
+        for line in message.payload.splitlines()
+        if line
+    ]
+
+
+async def wait_for_records(
+    platform: PlatformSimulator,
+    condition: Callable[[list[dict[str, Any]]], bool],
+    timeout: float = 10.0,  # noqa: ASYNC109
+) -> list[dict[str, Any]]:
+    """Wait until the stored records satisfy a condition; return them."""
+    await wait_for(lambda: condition(records(platform)), timeout)
+    return records(platform)
