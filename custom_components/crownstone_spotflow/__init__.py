@@ -8,6 +8,7 @@ from homeassistant.helpers import device_registry as dr
 
 from .const import DOMAIN
 from .coordinator import CrownstoneConfigEntry, CrownstoneDataUpdateCoordinator
+from .forwarder import async_remove_forwarder, async_setup_forwarder, async_unload_forwarder
 
 PLATFORMS = [Platform.BINARY_SENSOR, Platform.LIGHT, Platform.SENSOR, Platform.SWITCH]
 
@@ -42,6 +43,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: CrownstoneConfigEntry) -
     _async_update_devices()
     entry.async_on_unload(coordinator.async_add_listener(_async_update_devices))
 
+    await async_setup_forwarder(hass, entry)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     await coordinator.async_start_push()
     return True
@@ -49,7 +51,14 @@ async def async_setup_entry(hass: HomeAssistant, entry: CrownstoneConfigEntry) -
 
 async def async_unload_entry(hass: HomeAssistant, entry: CrownstoneConfigEntry) -> bool:
     """Unload a config entry."""
-    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    if unload_ok := await hass.config_entries.async_unload_platforms(entry, PLATFORMS):
+        await async_unload_forwarder(hass, entry)
+    return unload_ok
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: CrownstoneConfigEntry) -> None:
+    """Delete the Spotflow outbox file with the entry: nothing of it is useful any more."""
+    await async_remove_forwarder(hass, entry)
 
 
 async def async_remove_config_entry_device(

@@ -19,6 +19,7 @@ from .cloud import User
 from .const import DOMAIN, MANUFACTURER
 from .coordinator import CrownstoneConfigEntry, CrownstoneDataUpdateCoordinator
 from .entity import CrownstoneEntity, CrownstonePlaceEntity
+from .forwarder_entities import async_add_forwarder_entities
 from .helpers import async_track_entities
 
 PARALLEL_UPDATES = 0
@@ -92,6 +93,7 @@ async def async_setup_entry(
     async_track_entities(
         coordinator, Platform.BINARY_SENSOR, async_add_entities, lambda: _entities(coordinator)
     )
+    async_add_forwarder_entities(hass, entry, async_add_entities, Platform.BINARY_SENSOR)
 
 
 class CrownstonePresenceBinarySensorEntity(CrownstonePlaceEntity, BinarySensorEntity):

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from homeassistant.config_entries import ConfigFlow, ConfigFlowResult
+from homeassistant.config_entries import ConfigEntry, ConfigFlow, ConfigFlowResult
 from homeassistant.const import CONF_EMAIL, CONF_PASSWORD
+from homeassistant.core import callback
 from homeassistant.data_entry_flow import section
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import (
@@ -27,6 +28,7 @@ from .cloud import (
     CrownstoneUnknownError,
 )
 from .const import CONF_CLOUD_URL, CONF_SSE_URL, DOMAIN, LOGGER, SECTION_ADVANCED
+from .forwarder_options import ForwarderOptionsFlow
 
 _PASSWORD_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 _URL_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
@@ -77,6 +79,12 @@ class CrownstoneConfigFlow(ConfigFlow, domain=DOMAIN):
     """
 
     VERSION = 1
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: ConfigEntry) -> ForwarderOptionsFlow:
+        """Mirroring into Spotflow is set up in the options."""
+        return ForwarderOptionsFlow()
 
     async def _async_login(
         self, data: Mapping[str, Any], errors: dict[str, str], *, email_field: str = CONF_EMAIL

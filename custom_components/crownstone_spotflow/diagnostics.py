@@ -10,8 +10,16 @@ from homeassistant.core import HomeAssistant
 
 from .cloud import Crownstone, Location, Sphere, User
 from .coordinator import CrownstoneConfigEntry
+from .forwarder import async_get_forwarder_diagnostics
 
-TO_REDACT = {CONF_EMAIL, CONF_PASSWORD, "first_name", "last_name", "mac_address"}
+TO_REDACT = {
+    CONF_EMAIL,
+    CONF_PASSWORD,
+    "first_name",
+    "last_name",
+    "mac_address",
+    "provisioning_token",
+}
 
 
 async def async_get_config_entry_diagnostics(
@@ -24,6 +32,7 @@ async def async_get_config_entry_diagnostics(
             "entry": {"data": dict(entry.data), "options": dict(entry.options)},
             "last_update_success": coordinator.last_update_success,
             "spheres": [_sphere(sphere) for sphere in coordinator.data],
+            "spotflow": await async_get_forwarder_diagnostics(hass, entry),
         },
         TO_REDACT,
     )

@@ -16,6 +16,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import CrownstoneConfigEntry, CrownstoneDataUpdateCoordinator
 from .entity import CrownstonePlaceEntity
+from .forwarder_entities import async_add_forwarder_entities
 from .helpers import async_track_entities
 
 PARALLEL_UPDATES = 0
@@ -57,6 +58,7 @@ async def async_setup_entry(
     async_track_entities(
         coordinator, Platform.SENSOR, async_add_entities, lambda: _entities(coordinator)
     )
+    async_add_forwarder_entities(hass, entry, async_add_entities, Platform.SENSOR)
 
 
 class CrownstoneSensorEntity(CrownstonePlaceEntity, SensorEntity):

@@ -8,17 +8,15 @@ from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
-from homeassistant.config_entries import ConfigEntryState, ConfigFlow
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_EMAIL, CONF_PASSWORD
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.crownstone_spotflow.config_flow import CrownstoneConfigFlow
 from custom_components.crownstone_spotflow.const import CONF_CLOUD_URL, CONF_SSE_URL, DOMAIN
 from custom_components.crownstone_spotflow.forwarder import OPTIONS_KEY, outbox_path
-from custom_components.crownstone_spotflow.forwarder_options import ForwarderOptionsFlow
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 from simulators.spotflow_platform import PlatformSimulator
 
@@ -29,17 +27,6 @@ from .conftest import forwarder_options, wait_for
 def auto_approve() -> bool:
     """A person approves (or not) in these tests."""
     return False
-
-
-@pytest.fixture(autouse=True)
-def wire_options_flow(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Return the forwarder's options flow, until config_flow.py does so itself."""
-    if CrownstoneConfigFlow.async_get_options_flow is ConfigFlow.async_get_options_flow:
-        monkeypatch.setattr(
-            CrownstoneConfigFlow,
-            "async_get_options_flow",
-            staticmethod(lambda entry: ForwarderOptionsFlow()),
-        )
 
 
 @pytest.fixture
