@@ -6,16 +6,11 @@ Importing the package here makes `custom_components` resolve to this repository 
 
 from __future__ import annotations
 
-from collections.abc import Generator
-
 import pytest
 
 import custom_components.crownstone_spotflow  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
-def auto_enable_custom_integrations(
-    enable_custom_integrations: None,
-) -> Generator[None]:
+def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load integrations from custom_components/."""
-    yield
