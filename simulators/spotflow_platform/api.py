@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+import json
 from typing import Any
 
 from aiohttp import web
@@ -104,13 +108,60 @@ async def _refresh(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ApiFault:
+    """An answer served instead of the real one: any status, any body, after a delay."""
+
+    status: int
+    body: bytes
+    delay: float
+
+
+class ApiFaults:
+    """Faults queued per path; each answers one request, in order."""
+
+    def __init__(self) -> None:
+        self._queued: defaultdict[str, deque[ApiFault]] = defaultdict(deque)
+
+    def add(
+        self,
+        path: str,
+        status: int,
+        body: bytes | str | dict[str, Any] | None,
+        count: int,
+        delay: float,
+    ) -> None:
+        """Queue `count` faulty answers to `path`."""
+        if isinstance(body, dict):
+            body = json.dumps(body)
+        data = body.encode() if isinstance(body, str) else body or b""
+        self._queued[path].extend([ApiFault(status, data, delay)] * count)
+
+    def take(self, path: str) -> ApiFault | None:
+        """Return the next fault for `path`, if one is queued."""
+        queued = self._queued.get(path)
+        return queued.popleft() if queued else None
+
+
 WORKSPACE = web.AppKey("workspace", Workspace)
+FAULTS = web.AppKey("faults", ApiFaults)
 
 
-def create_api(workspace: Workspace) -> web.Application:
+@web.middleware
+async def _inject_faults(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    if (fault := request.app[FAULTS].take(request.path)) is None:
+        return await handler(request)
+    await asyncio.sleep(fault.delay)
+    return web.Response(status=fault.status, body=fault.body, content_type="application/json")
+
+
+def create_api(workspace: Workspace, faults: ApiFaults) -> web.Application:
     """Return the device API application."""
-    app = web.Application()
+    app = web.Application(middlewares=[_inject_faults])
     app[WORKSPACE] = workspace
+    app[FAULTS] = faults
     app.router.add_post("/provisioning-operations/init", _device_call(_init))
     app.router.add_put("/provisioning-operations/complete", _device_call(_complete))
     app.router.add_put("/devices/register", _device_call(_register))

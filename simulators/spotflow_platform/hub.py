@@ -4,8 +4,9 @@ confines each device to its own topics, files stream messages and serves device 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 import json
 import logging
@@ -92,14 +93,18 @@ class HubPlugin(BaseAuthPlugin, BaseTopicPlugin):  # type: ignore[misc]
 class _HubBroker(Broker):  # type: ignore[misc]
     """amqtt's broker with the two behaviours where Azure IoT Hub differs from a plain broker."""
 
+    hub: Hub
+
     async def _handle_client_session(
         self, reader: Any, writer: Any, client_session: Session, *args: Any
     ) -> None:
         # amqtt hangs up on refused credentials; the hub answers CONNACK 5 (not authorized),
         # which tells a device to fetch a new SAS rather than just retry.
-        if not await self._authenticate(client_session, None):
-            await ConnackPacket.build(0, NOT_AUTHORIZED).to_stream(writer)
-            await writer.close()
+        if (refusal := self.hub.connack_refusal(client_session)) is not None:
+            # A device hangs up as soon as it reads the refusal; its reset is no fault of ours.
+            with suppress(ConnectionError):
+                await ConnackPacket.build(0, refusal).to_stream(writer)
+                await writer.close()
             return
         await super()._handle_client_session(reader, writer, client_session, *args)
 
@@ -136,6 +141,9 @@ class Hub:
         self._expiry_timers: dict[str, asyncio.TimerHandle] = {}
         self._replies: set[asyncio.Task[Any]] = set()
         self.connections: Counter[str] = Counter()
+        # Faults injected by tests: CONNACK return codes, twin answers (None: no answer).
+        self._refusals: deque[int] = deque()
+        self._twin_faults: deque[tuple[int, bytes] | None] = deque()
 
     async def start(self, host: str, port: int, tls: TlsFiles) -> int:
         """Start the broker on `host:port` (0 = any free port); return the port."""
@@ -149,6 +157,7 @@ class Hub:
         broker = _HubBroker(
             {"listeners": {"default": listener}, "plugins": {_PLUGIN_PATH: {"hub": self}}}
         )
+        broker.hub = self
         await broker.start()
         self._broker = broker
         # amqtt has no public accessor for the bound port.
@@ -175,6 +184,20 @@ class Hub:
         return self._broker is not None
 
     # --- connections
+
+    def refuse_connections(self, code: int, count: int = 1) -> None:
+        """Answer the next `count` CONNECTs with CONNACK `code` (3: server unavailable, ...)."""
+        self._refusals.extend([code] * count)
+
+    def connack_refusal(self, session: Session) -> int | None:
+        """Return the CONNACK return code refusing this CONNECT, None to accept it."""
+        if self._refusals:
+            return self._refusals.popleft()
+        return None if self.authenticate(session) else NOT_AUTHORIZED
+
+    def inject_twin_faults(self, status: int | None, count: int = 1, body: bytes = b"") -> None:
+        """Answer the next `count` twin requests with `status` and `body` (None: no answer)."""
+        self._twin_faults.extend([None if status is None else (status, body)] * count)
 
     def authenticate(self, session: Session) -> bool:
         """Check a CONNECT's client ID, username and SAS password."""
@@ -248,6 +271,12 @@ class Hub:
                 self.drop(device_id)
             elif topic.startswith(events):
                 self._file(device_id, topic, topic.removeprefix(events), payload)
+            elif topic.startswith((_TWIN_GET, _TWIN_REPORTED)) and self._twin_faults:
+                if (fault := self._twin_faults.popleft()) is not None:
+                    status, body = fault
+                    self._send(
+                        device_id, f"$iothub/twin/res/{status}/?$rid={_request_id(topic)}", body
+                    )
             elif topic.startswith(_TWIN_GET):
                 self._twin_get(device_id, _request_id(topic))
             elif topic.startswith(_TWIN_REPORTED):
@@ -328,6 +357,11 @@ class Hub:
         version = self._workspace.merge_reported(device_id, patch)
         self._send(device_id, f"$iothub/twin/res/204/?$rid={request_id}&$version={version}", b"")
         self.changes.notify()
+
+    def send_to_device(self, device_id: str, payload: bytes) -> None:
+        """Send a cloud-to-device message (devices receive these, the platform sends none)."""
+        client_id = f"{self._workspace.workspace_id}:{device_id}"
+        self._send(device_id, f"devices/{client_id}/messages/devicebound/", payload)
 
     def send_desired(self, device_id: str, patch: dict[str, Any]) -> None:
         """Deliver a desired-properties patch (carrying its `$version`) if the device is online."""

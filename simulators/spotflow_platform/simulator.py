@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .api import create_api
+from .api import ApiFaults, create_api
 from .certs import TlsFiles, ensure_tls_files
 from .hub import Hub
 from .notify import Changes
@@ -61,6 +61,7 @@ class PlatformSimulator:
             "default_stream": default_stream,
         }
         self._changes = Changes()
+        self._api_faults = ApiFaults()
         self._store: Store | None = None
         self._workspace: Workspace | None = None
         self._hub: Hub | None = None
@@ -81,7 +82,9 @@ class PlatformSimulator:
         )
         try:
             self._api_port = await self._serve(
-                create_api(self._workspace), self._api_port, self._tls.server_context()
+                create_api(self._workspace, self._api_faults),
+                self._api_port,
+                self._tls.server_context(),
             )
             await self.start_broker()
             if self._control_port is not None:
@@ -233,6 +236,32 @@ class PlatformSimulator:
     def revoke_provisioning_token(self) -> None:
         """Revoke the provisioning token (provisioning and refresh answer 401)."""
         self._ready_workspace.provisioning_token_revoked = True
+
+    # --- faults
+
+    def inject_api_fault(
+        self,
+        path: str,
+        status: int,
+        body: bytes | str | dict[str, Any] | None = None,
+        *,
+        count: int = 1,
+        delay: float = 0.0,
+    ) -> None:
+        """Answer the next `count` calls of `path` with `status` and `body` after `delay` s."""
+        self._api_faults.add(path, status, body, count, delay)
+
+    def refuse_connections(self, code: int, count: int = 1) -> None:
+        """Answer the next `count` MQTT CONNECTs with CONNACK return code `code`."""
+        self._running_hub.refuse_connections(code, count)
+
+    def inject_twin_faults(self, status: int | None, count: int = 1, body: bytes = b"") -> None:
+        """Answer the next `count` twin requests with `status` and `body`; None: no answer."""
+        self._running_hub.inject_twin_faults(status, count, body)
+
+    def send_to_device(self, device_id: str, payload: bytes) -> None:
+        """Send a cloud-to-device message to a connected device."""
+        self._running_hub.send_to_device(device_id, payload)
 
     def device_ids(self) -> list[str]:
         """Return every registered device's ID."""

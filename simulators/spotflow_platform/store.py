@@ -15,6 +15,8 @@ CREATE TABLE IF NOT EXISTS devices (
 CREATE TABLE IF NOT EXISTS registration_tokens (
     token TEXT PRIMARY KEY, device_id TEXT NOT NULL, expires_at REAL NOT NULL,
     revoked INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS operations (
+    id TEXT PRIMARY KEY, state TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, stream_group TEXT NOT NULL,
     stream TEXT NOT NULL, batch_id TEXT NOT NULL, message_id TEXT NOT NULL,
@@ -273,3 +275,13 @@ class Store:
             "SELECT token, device_id, expires_at, revoked FROM registration_tokens"
         )
         return [(row[0], row[1], row[2], bool(row[3])) for row in rows]
+
+    def save_operation(self, operation_id: str, state: str) -> None:
+        """Insert or replace a provisioning operation (its state as JSON text)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO operations (id, state) VALUES (?, ?)", (operation_id, state)
+        )
+
+    def operations(self) -> list[str]:
+        """Return every provisioning operation's state (JSON text), oldest first."""
+        return [row[0] for row in self._db.execute("SELECT state FROM operations ORDER BY rowid")]

@@ -53,6 +53,39 @@ class _OperationState:
     device_id: str | None = None
     registration: tuple[str, float] | None = field(default=None, repr=False)
 
+    def to_json(self) -> str:
+        """Serialize for the store."""
+        operation = self.operation
+        return json.dumps(
+            {
+                "id": operation.id,
+                "device_id": operation.device_id,
+                "verification_code": operation.verification_code,
+                "expires_at": self.expires_at,
+                "status": self.status,
+                "final_device_id": self.device_id,
+                "registration": self.registration,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> _OperationState:
+        """Read what `to_json` wrote."""
+        data = json.loads(text)
+        registration = data["registration"]
+        return cls(
+            Operation(
+                data["id"],
+                data["device_id"],
+                data["verification_code"],
+                dt.datetime.fromtimestamp(data["expires_at"], dt.UTC),
+            ),
+            data["expires_at"],
+            data["status"],
+            data["final_device_id"],
+            None if registration is None else (registration[0], registration[1]),
+        )
+
 
 @dataclass(slots=True)
 class Device:
@@ -144,7 +177,11 @@ class Workspace:
         self.provisioning_token = token or secrets.token_urlsafe(24)
         store.set_meta("provisioning_token", self.provisioning_token)
         self.hub_host = ""
-        self._operations: dict[str, _OperationState] = {}
+        # Operations survive a restart: a device polling across it completes as approved.
+        self._operations = {
+            state.operation.id: state
+            for state in map(_OperationState.from_json, store.operations())
+        }
         self._devices = {
             stored.device_id: Device(
                 stored.device_id,
@@ -186,7 +223,8 @@ class Workspace:
             "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(6)),
             dt.datetime.fromtimestamp(expires_at, dt.UTC),
         )
-        self._operations[operation.id] = _OperationState(operation, expires_at)
+        state = self._operations[operation.id] = _OperationState(operation, expires_at)
+        self._store.save_operation(operation.id, state.to_json())
         if self.auto_approve:
             self.approve(operation.id)
         self._changes.notify()
@@ -243,6 +281,7 @@ class Workspace:
         state.status = "approved"
         state.device_id = final_id
         state.registration = self._issue_token(final_id)
+        self._store.save_operation(operation_id, state.to_json())
         self._changes.notify()
 
     def cancel(self, operation_id: str) -> None:
@@ -251,6 +290,7 @@ class Workspace:
         if state.status != "pending":
             raise ValueError(f"operation {operation_id!r} is {state.status}, not pending")
         state.status = "cancelled"
+        self._store.save_operation(operation_id, state.to_json())
         self._changes.notify()
 
     def expire_operation(self, operation_id: str) -> None:
@@ -259,6 +299,7 @@ class Workspace:
         if state.status != "pending":
             raise ValueError(f"operation {operation_id!r} is {state.status}, not pending")
         state.status = "expired"
+        self._store.save_operation(operation_id, state.to_json())
         self._changes.notify()
 
     # --- registration

@@ -655,6 +655,38 @@ async def test_control_endpoints(tmp_path: Path, http: aiohttp.ClientSession) ->
             assert await response.json() == []
         async with http.get(f"{sim.control_url}/") as response:
             assert "from-portal" in await response.text()
+        for action, status in (("cancel", 200), ("expire", 200), ("bogus", 404)):
+            _, other = await api.init(f"dev-{action}")
+            url = f"{control}/operations/{other['provisioningOperationId']}/{action}"
+            async with http.post(url) as response:
+                assert response.status == status, action
+        async with http.post(f"{control}/devices/from-portal/desired", data=b"[1]") as response:
+            assert response.status == 400
+        for action, status in (("drop", 200), ("expire-sas", 200), ("revoke", 200), ("x", 404)):
+            async with http.post(f"{control}/devices/from-portal/{action}") as response:
+                assert response.status == status, action
+        async with http.post(f"{control}/broker/restart") as response:
+            assert response.status == 404
+        device = Device(sim, *_identity(await api.credentials("dev-data")))
+        try:
+            assert str(await device.connect()) == "Success"
+            await device.publish(device.events_topic("batch-id=b&message-id=1"), b"text")
+            await device.publish(device.events_topic("batch-id=b&message-id=2"), b"\xff\xfe")
+            await device.publish(device.events_topic("batch-id=b&complete-batch=true"))
+            await device.publish(device.events_topic("stream-name=s"), b"no ids")
+        finally:
+            device.close()
+        async with http.get(f"{control}/messages?device_id=dev-data") as response:
+            messages = await response.json()
+        assert [m.get("payload") or m["payload_base64"] for m in messages] == ["text", "//4="]
+        async with http.get(f"{control}/dead-letters") as response:
+            assert [letter["payload"] for letter in await response.json()] == ["bm8gaWRz"]
+        async with http.get(f"{control}/completions") as response:
+            assert len(await response.json()) == 1
+        body = {"disabled": True, "revoke_provisioning_token": True}
+        async with http.post(f"{control}/workspace", json=body) as response:
+            assert response.status == 200
+        assert (await api.init())[0] == 423
     finally:
         await sim.stop()
 
@@ -693,6 +725,72 @@ async def test_standalone_prints_its_json_line_and_stops_cleanly(
     finally:
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 20) == 0
+
+
+# --- fault injection
+
+
+async def test_injected_api_faults(sim: PlatformSimulator, api: Api) -> None:
+    sim.inject_api_fault("/devices/register", 503, "not json", count=2, delay=0.05)
+    sim.inject_api_fault("/provisioning-operations/init", 200, {"unexpected": True})
+    assert await api.init() == (200, {"unexpected": True})
+    registration_token = await api.provision()
+    for _ in range(2):
+        async with api.http.put(
+            f"https://{sim.instance}/devices/register",
+            json={},
+            headers={"Authorization": f"DeviceToken {registration_token}"},
+            ssl=api.ssl,
+        ) as response:
+            assert (response.status, await response.text()) == (503, "not json")
+    assert (await api.register(registration_token))[0] == 200
+
+
+async def test_injected_connack_refusals_and_twin_faults(
+    sim: PlatformSimulator, api: Api, open_device: Any
+) -> None:
+    credentials = await api.credentials()
+    sim.refuse_connections(3)
+    assert str(await open_device(credentials).connect()) == "Server unavailable"
+    device = await connected(open_device, credentials)
+    await device.subscribe(f"devices/{credentials.client_id}/messages/devicebound/#")
+    sim.inject_twin_faults(None)
+    sim.inject_twin_faults(500, body=b"oops")
+    await device.publish("$iothub/twin/GET/?$rid=1")  # acknowledged, never answered
+    await device.publish("$iothub/twin/PATCH/properties/reported/?$rid=2", b"{}")
+    assert await device.receive() == ("$iothub/twin/res/500/?$rid=2", b"oops")
+    await device.publish("$iothub/twin/GET/?$rid=3")
+    assert (await device.receive())[0] == "$iothub/twin/res/200/?$rid=3"
+    sim.send_to_device("dev-1", b"to the device")
+    assert await device.receive() == (
+        f"devices/{credentials.client_id}/messages/devicebound/",
+        b"to the device",
+    )
+
+
+async def test_operations_survive_a_restart(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    first = PlatformSimulator(tmp_path)
+    await first.start()
+    _, operation = await Api(http, first).init()
+    port = int(first.instance.rpartition(":")[2])
+    await first.stop()
+    second = PlatformSimulator(tmp_path, api_port=port)
+    await second.start()
+    try:
+        api = Api(http, second)
+        assert [op.id for op in second.pending_operations()] == [
+            operation["provisioningOperationId"]
+        ]
+        second.approve(operation["provisioningOperationId"])
+        status, body = await api.complete(operation["provisioningOperationId"])
+        assert status == 200
+        assert (await api.register(body["registrationToken"]))[0] == 200
+    finally:
+        await second.stop()
+
+
+def _identity(credentials: Credentials) -> tuple[str, str, str]:
+    return credentials.client_id, credentials.username, credentials.sas
 
 
 # --- pure helpers

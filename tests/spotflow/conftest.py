@@ -76,22 +76,3 @@ async def wait_connected(client: DeviceClient, connected: bool = True) -> None:
                 await changed.wait()
     finally:
         remove()
-
-
-@pytest.fixture
-def tolerate_broker_reset(hass: Any) -> None:
-    """Ignore the simulator broker's ConnectionResetError when a device hangs up after CONNACK 5.
-
-    A device closes its socket as soon as it reads a refusal; the simulator's amqtt listener then
-    raises from `writer.close()` (reported to the simulator's owner). Everything else still fails.
-    """
-    loop = hass.loop
-    forward = loop.get_exception_handler()
-
-    def handle(event_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if isinstance(context.get("exception"), ConnectionResetError):
-            return
-        if forward is not None:
-            forward(event_loop, context)
-
-    loop.set_exception_handler(handle)

@@ -8,9 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 import sys
+import types
 
-from custom_components.crownstone_spotflow.spotflow import (
+# The library stands alone: load it without the integration package around it, whose Home
+# Assistant imports would add a second to each of the many restarts.
+_INTEGRATION = "custom_components.crownstone_spotflow"
+_integration = types.ModuleType(_INTEGRATION)
+_integration.__path__ = [
+    str(Path(__file__).parents[2] / "custom_components" / "crownstone_spotflow")
+]
+sys.modules.setdefault(_INTEGRATION, _integration)
+
+from custom_components.crownstone_spotflow.spotflow import (  # noqa: E402
     Compression,
     DeviceClient,
     OutboxConfig,

@@ -11,11 +11,14 @@ import sqlite3
 import pytest
 
 from custom_components.crownstone_spotflow.spotflow import (
+    Compression,
     DeviceClient,
+    MessageDroppedError,
     OutboxConfig,
     OutboxCorruptError,
     OutboxFullError,
     OutboxStorageError,
+    SpotflowConnectionError,
 )
 from simulators.spotflow_platform import PlatformSimulator
 
@@ -169,4 +172,162 @@ def test_fast_outbox_is_valid() -> None:
         {"commit_interval": -1},
     ):
         with pytest.raises(ValueError):  # noqa: PT011 (InvalidArgumentError is a ValueError)
-            OutboxConfig(**bad)  # type: ignore[arg-type]
+            OutboxConfig(**bad)
+
+
+async def test_send_message_dropped_by_the_bound(
+    start_client: StartClient, sim: PlatformSimulator
+) -> None:
+    """A send_message whose message the drop_oldest policy drops ends with a clear error."""
+    await sim.stop_broker()
+    config = OutboxConfig(max_backlog_records=3, commit_interval=0)
+    client = await start_client(outbox=config)
+    sender = client.create_stream_sender("g", "s")
+    sending = asyncio.create_task(sender.send_message(b"old", batch_id="b", message_id="1"))
+    async with asyncio.timeout(5):
+        while client.pending_messages_count != 1:  # noqa: ASYNC110 (a counter, no event)
+            await asyncio.sleep(0.01)
+    await sender.enqueue_records([b"1", b"2", b"3"])
+    with pytest.raises(MessageDroppedError):
+        await sending
+    assert client.stats.records_dropped == 1
+    await sim.start_broker()
+    async with asyncio.timeout(10):
+        await client.wait_enqueued_messages_sent()
+    assert _lines(sim) == [b"1", b"2", b"3"]
+
+
+async def test_close_ends_send_message_and_keeps_the_message(
+    start_client: StartClient, sim: PlatformSimulator
+) -> None:
+    """Closing while send_message waits raises in the waiter; the message goes after restart."""
+    await sim.stop_broker()
+    client = await start_client()
+    sending = asyncio.create_task(
+        client.create_stream_sender().send_message(b"kept", batch_id="b", message_id="1")
+    )
+    async with asyncio.timeout(5):
+        while client.pending_messages_count != 1:  # noqa: ASYNC110 (a counter, no event)
+            await asyncio.sleep(0.01)
+    await client.close()
+    with pytest.raises(SpotflowConnectionError, match="stays queued"):
+        await sending
+    await sim.start_broker()
+    client = await start_client()
+    async with asyncio.timeout(10):
+        await client.wait_enqueued_messages_sent()
+    assert [m.payload for m in sim.messages("dev-1")] == [b"kept"]
+
+
+async def test_full_disk_recovers_when_deliveries_free_space(
+    start_client: StartClient, sim: PlatformSimulator
+) -> None:
+    """Records kept in memory while the disk is full are written once deliveries free space."""
+    await sim.stop_broker()
+    config = OutboxConfig(
+        max_database_bytes=96 * 1024, commit_interval=0, pack_linger=0.01, synchronous="NORMAL"
+    )
+    client = await start_client(outbox=config)
+    sender = client.create_stream_sender("g", "s")
+    records = [b'{"n": %d, "pad": "%s"}' % (n, b"x" * 500) for n in range(400)]
+    accepted: list[bytes] = []
+    for record in records:
+        try:
+            await sender.enqueue_record(record)
+        except OutboxStorageError:
+            break
+        accepted.append(record)
+    assert 0 < len(accepted) < len(records)
+    with pytest.raises(OutboxStorageError, match="SQLITE_FULL"):
+        await client.update_reported_properties({"state": "x" * 100_000})
+    kept = records[len(accepted) : len(accepted) + 20]
+    for record in kept:
+        sender.enqueue_record_nowait(record)
+    async with asyncio.timeout(5):
+        while client.storage_error is None:  # noqa: ASYNC110 (no event to wait on)
+            await asyncio.sleep(0.01)
+    await sim.start_broker()
+    async with asyncio.timeout(20):
+        await client.wait_enqueued_messages_sent()
+    assert [client.storage_error] == [None]
+    assert _lines(sim) == accepted + kept
+
+
+async def test_database_in_a_missing_directory(start_client: StartClient, tmp_path: Path) -> None:
+    """A database that cannot be created is a storage error, not a corrupt file."""
+    with pytest.raises(OutboxStorageError):
+        await start_client(db=tmp_path / "missing" / "device.db")
+
+
+async def test_damaged_pages_are_set_aside(
+    start_client: StartClient, sim: PlatformSimulator, db_path: Path
+) -> None:
+    """A file with a valid header but damaged pages fails its check and is set aside."""
+    await sim.stop_broker()
+    client = await start_client()
+    await client.create_stream_sender().enqueue_records([b"%d" % n for n in range(2000)])
+    await client.close()
+    data = bytearray(db_path.read_bytes())
+    assert len(data) > 4 * 4096
+    data[2 * 4096 : 4 * 4096] = b"\xff" * (2 * 4096)
+    db_path.write_bytes(bytes(data))
+    with pytest.raises(OutboxCorruptError):
+        await start_client()
+    assert len(list(db_path.parent.glob("device.db.corrupt-*"))) == 1
+    await sim.start_broker()
+
+
+async def test_unpacked_records_are_packed_after_restart(
+    start_client: StartClient, sim: PlatformSimulator
+) -> None:
+    """Records still unpacked at close are packed and delivered by the next start."""
+    await sim.stop_broker()
+    client = await start_client(outbox=OutboxConfig(pack_linger=60, commit_interval=0))
+    sender = client.create_stream_sender("g", "s")
+    await sender.enqueue_records([b"a", b"b"])
+    await client.close()
+    await sim.start_broker()
+    client = await start_client()
+    assert client.pending_messages_count == 2
+    async with asyncio.timeout(10):
+        await client.wait_enqueued_messages_sent()
+    assert _lines(sim) == [b"a", b"b"]
+
+
+async def test_packing_bounds_and_compression_change(
+    start_client: StartClient, sim: PlatformSimulator
+) -> None:
+    """Messages stay within max_message_bytes; a stream's new compression applies to packing."""
+    config = OutboxConfig(max_message_bytes=100, commit_interval=0, pack_linger=0.01)
+    client = await start_client(outbox=config)
+    await wait_connected(client)
+    records = [b'{"n": %02d, "pad": "%s"}' % (n, b"x" * 20) for n in range(20)]
+    await client.create_stream_sender("g", "s").enqueue_records(records[:10])
+    await client.create_stream_sender("g", "s", Compression.FASTEST).enqueue_records(records[10:])
+    async with asyncio.timeout(10):
+        await client.wait_enqueued_messages_sent()
+    stored = sim.messages("dev-1")
+    assert [line for m in stored for line in m.payload.split(b"\n")] == records
+    assert all(len(m.payload) <= 100 for m in stored)
+
+
+async def test_nowait_records_are_committed_as_one_group(
+    start_client: StartClient, sim: PlatformSimulator, db_path: Path
+) -> None:
+    """Records handed over without waiting reach the disk together, within commit_interval."""
+    await sim.stop_broker()
+    client = await start_client(outbox=OutboxConfig(commit_interval=0.2, pack_linger=60))
+    sender = client.create_stream_sender("g", "s")
+    for n in range(100):
+        sender.enqueue_record_nowait(b"%d" % n)
+    with sqlite3.connect(db_path) as reader:
+
+        def on_disk() -> int:
+            return int(reader.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+
+        assert on_disk() == 0
+        async with asyncio.timeout(5):
+            while on_disk() != 100:  # noqa: ASYNC110 (another connection's commit, no event)
+                await asyncio.sleep(0.02)
+    assert client.pending_messages_count == 100
+    await sim.start_broker()

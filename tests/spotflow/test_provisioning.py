@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,9 @@ async def manual_sim(tmp_path: Path, socket_enabled: None) -> AsyncGenerator[Pla
     await simulator.stop()
 
 
-def _start(sim: PlatformSimulator, db: Path, device_id: str = "dev-1", **options: object):
+def _start(
+    sim: PlatformSimulator, db: Path, device_id: str = "dev-1", **options: object
+) -> Coroutine[Any, Any, DeviceClient]:
     return DeviceClient.start(
         device_id,
         sim.provisioning_token,

@@ -28,7 +28,6 @@ async def short_sim(tmp_path: Path, socket_enabled: None) -> AsyncGenerator[Plat
     await simulator.stop()
 
 
-@pytest.mark.usefixtures("tolerate_broker_reset")
 async def test_token_refresh_and_sas_renewal(short_sim: PlatformSimulator, db_path: Path) -> None:
     """The token is refreshed before expiry and stored; the SAS is renewed by reconnecting."""
     client = await DeviceClient.start(
@@ -61,7 +60,6 @@ async def test_token_refresh_and_sas_renewal(short_sim: PlatformSimulator, db_pa
         await client.close()
 
 
-@pytest.mark.usefixtures("tolerate_broker_reset")
 async def test_expired_sas_re_registers(client: DeviceClient, sim: PlatformSimulator) -> None:
     """A SAS the broker refuses makes the device register again and reconnect."""
     sim.expire_sas("dev-1")
@@ -70,7 +68,6 @@ async def test_expired_sas_re_registers(client: DeviceClient, sim: PlatformSimul
     assert sim.message_count == 1
 
 
-@pytest.mark.usefixtures("tolerate_broker_reset")
 async def test_revoked_registration(
     client: DeviceClient, sim: PlatformSimulator, start_client: StartClient
 ) -> None:

@@ -7,6 +7,7 @@ aiohttp, paho-mqtt, brotli and sqlite3, and never imports Home Assistant.
 from .client import DeviceClient
 from .errors import (
     InvalidArgumentError,
+    MessageDroppedError,
     OutboxCorruptError,
     OutboxFullError,
     OutboxStorageError,
@@ -37,6 +38,7 @@ __all__ = [
     "DesiredProperties",
     "DeviceClient",
     "InvalidArgumentError",
+    "MessageDroppedError",
     "OutboxConfig",
     "OutboxCorruptError",
     "OutboxFullError",

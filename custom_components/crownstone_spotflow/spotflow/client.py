@@ -89,6 +89,14 @@ def _desired(document: dict[str, Any]) -> DesiredProperties:
     )
 
 
+def _twin_desired(body: bytes) -> DesiredProperties | None:
+    """Return the desired properties of a twin document, None when it is malformed."""
+    try:
+        return _desired(json.loads(body)["desired"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 class DeviceClient:
     """A Spotflow device: durable stream messages, desired and reported properties."""
 
@@ -458,10 +466,11 @@ class DeviceClient:
             if self._refetch_desired:
                 self._refetch_desired = False
                 status, body = await self._twin_request(session, topics.twin_get_topic, b"")
-                if status == 200:
-                    self._apply_desired(_desired(json.loads(body).get("desired", {})))
+                if (desired := _twin_desired(body) if status == 200 else None) is None:
+                    # The stored properties stay; the next connection asks again.
+                    _LOGGER.warning("Twin request failed (status %d or malformed answer)", status)
                 else:
-                    _LOGGER.warning("Twin request failed with status %d", status)
+                    self._apply_desired(desired)
             if self._desired_dirty:
                 self._desired_dirty = False
                 document = {"$version": self._desired.version, **self._desired.values}

@@ -47,6 +47,10 @@ class OutboxFullError(SpotflowError):
     """The outbox is at its bound and its policy is to reject new records."""
 
 
+class MessageDroppedError(SpotflowError):
+    """A message was dropped from the full outbox (drop_oldest) before it was acknowledged."""
+
+
 class OutboxStorageError(SpotflowError):
     """The outbox database could not be written (full disk, I/O error, read-only file)."""
 

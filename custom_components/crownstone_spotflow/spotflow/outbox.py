@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from functools import partial
 import logging
 
-from .errors import OutboxFullError, SpotflowError
+from .errors import MessageDroppedError, OutboxFullError, SpotflowConnectionError, SpotflowError
 from .models import OutboxConfig, OutboxStats
 from .store import Backlog, Item, QueuedMessage, Store
 
@@ -82,6 +82,17 @@ class Outbox:
             _LOGGER.error(
                 "%d records could not be written to the outbox and are lost", len(self._buffer)
             )
+        for seq in list(self._ack_waiters):
+            self._fail_waiter(
+                seq,
+                SpotflowConnectionError(
+                    "The client closed before the message was acknowledged; it stays queued"
+                ),
+            )
+
+    def _fail_waiter(self, seq: int, error: SpotflowError) -> None:
+        if (waiter := self._ack_waiters.pop(seq, None)) is not None and not waiter.done():
+            waiter.set_exception(error)
 
     # Enqueueing
 
@@ -175,17 +186,23 @@ class Outbox:
                 if self._storage_error is None:
                     _LOGGER.error("Outbox commit failed, keeping records in memory: %s", err)
                 self._storage_error = err
+                # On a full disk, new records fail the whole transaction. Without them, deleting
+                # what was delivered and packing what waits can succeed, and frees the space.
+                with suppress(SpotflowError):
+                    await self._commit_once(keep_buffer=True)
                 await asyncio.sleep(_STORAGE_RETRY_INTERVAL)
                 self._wake.set()
 
-    async def _commit_once(self) -> None:
+    async def _commit_once(self, *, keep_buffer: bool = False) -> None:
         self._wake.clear()
         self._urgent.clear()
-        entries, self._buffer = self._buffer, []
+        entries: list[_Entry] = []
+        if not keep_buffer:
+            entries, self._buffer = self._buffer, []
         acked, self._acked = self._acked, []
         flush, self._flush_wanted = self._flush_wanted, False
         try:
-            rejected, message_seqs, backlog = await self._loop.run_in_executor(
+            commit = await self._loop.run_in_executor(
                 self._executor,
                 lambda: self._store.commit([entry.item for entry in entries], acked, flush=flush),
             )
@@ -203,8 +220,9 @@ class Outbox:
             self._buffer[:0] = entries
             self._acked[:0] = acked
             raise
-        self._storage_error = None
-        refused = {id(entries[index]) for index in rejected}
+        if not keep_buffer:
+            self._storage_error = None
+        refused = {id(entries[index]) for index in commit.rejected}
         for entry in entries:
             if entry.future is None or entry.future.done():
                 continue
@@ -212,11 +230,18 @@ class Outbox:
                 entry.future.set_exception(OutboxFullError("The outbox is full"))
             else:
                 entry.future.set_result(None)
-        for index, seq in message_seqs.items():
+        for index, seq in commit.message_seqs.items():
             if (acknowledged := entries[index].acknowledged) is not None:
                 self._ack_waiters[seq] = acknowledged
+        for seq in commit.dropped_messages:
+            self._fail_waiter(
+                seq,
+                MessageDroppedError(
+                    "The message was dropped from the full outbox before it was acknowledged"
+                ),
+            )
         self._acked_uncommitted.difference_update(acked)
-        self._backlog = backlog
+        backlog = self._backlog = commit.backlog
         self._newest_seq = backlog.newest_message
         if not backlog.unpacked_records:
             self._unpacked_since = None

@@ -92,6 +92,19 @@ class Backlog:
     messages_delivered: int
 
 
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """The outcome of one group commit."""
+
+    # Indices of the items refused because the outbox is full (reject_new policy).
+    rejected: list[int]
+    # The queue sequence number of each whole message, by item index.
+    message_seqs: dict[int, int]
+    # Sequence numbers of the messages dropped unsent to bound the backlog (drop_oldest policy).
+    dropped_messages: list[int]
+    backlog: Backlog
+
+
 @dataclass(slots=True)
 class _State:
     streams: dict[StreamKey, int] = field(default_factory=dict)
@@ -255,21 +268,17 @@ class Store:
             **state.counters,
         )
 
-    def commit(
-        self, items: Sequence[Item], acked: Iterable[int], *, flush: bool
-    ) -> tuple[list[int], dict[int, int], Backlog]:
+    def commit(self, items: Sequence[Item], acked: Iterable[int], *, flush: bool) -> Commit:
         """Store items, delete acknowledged messages, bound the backlog, pack records.
 
-        Returns the indices of the items refused because the outbox is full (reject_new policy),
-        the queue sequence number of each whole message by item index, and the backlog after the
-        transaction. `flush` also packs partial messages.
+        `flush` also packs partial messages.
         """
         saved = copy.deepcopy(self._state)
         try:
             with self._transaction():
                 self._delete_acknowledged(acked)
                 rejected, message_seqs = self._insert(items)
-                self._enforce_bound()
+                dropped = self._enforce_bound()
                 self._pack(flush=flush)
                 self._conn.executemany(
                     "INSERT OR REPLACE INTO settings VALUES (?, ?)",
@@ -278,7 +287,7 @@ class Store:
         except (sqlite3.Error, OSError) as err:
             self._state = saved
             raise storage_error(err) from err
-        return rejected, message_seqs, self.backlog
+        return Commit(rejected, message_seqs, dropped, self.backlog)
 
     def fetch_messages(self, after_seq: int, limit: int) -> list[QueuedMessage]:
         """Return up to `limit` queued messages after `after_seq`, oldest first."""
@@ -386,16 +395,19 @@ class Store:
             or backlog.bytes > self._config.max_backlog_bytes
         )
 
-    def _enforce_bound(self) -> None:
+    def _enforce_bound(self) -> list[int]:
+        """Drop the oldest records until the backlog is within bounds; return dropped messages."""
+        dropped: list[int] = []
         if self._config.overflow != "drop_oldest":
-            return
+            return dropped
         state = self._state
         # Whole messages go first: they are the oldest, and their records cannot be split.
         while self._over_bound() and state.messages:
-            records, size = self._conn.execute(
+            seq, records, size = self._conn.execute(
                 "DELETE FROM messages WHERE seq = (SELECT MIN(seq) FROM messages)"
-                " RETURNING records, LENGTH(payload)"
+                " RETURNING seq, records, LENGTH(payload)"
             ).fetchone()
+            dropped.append(seq)
             state.messages -= 1
             state.message_records -= records
             state.message_bytes -= size
@@ -414,8 +426,9 @@ class Store:
                 if not self._over_bound():
                     break
             self._conn.execute("DELETE FROM records WHERE seq <= ?", (last_seq,))
-        if dropped := state.counters["records_dropped"]:
-            _LOGGER.debug("Outbox over its bound; %d records dropped so far", dropped)
+        if total := state.counters["records_dropped"]:
+            _LOGGER.debug("Outbox over its bound; %d records dropped so far", total)
+        return dropped
 
     def _pack(self, *, flush: bool) -> None:
         config = self._config
