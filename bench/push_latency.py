@@ -101,7 +101,9 @@ async def _measure(hass: HomeAssistant, sim: CloudSimulator, changes: int) -> di
         for stone in sphere.crownstones
         if stone.switches_power and stone.dimming_enabled
     )
-    entity_id = er.async_get(hass).async_get_entity_id("light", DOMAIN, f"{stone.cloud_id}_light")
+    entity_id = er.async_get(hass).async_get_entity_id(
+        "light", DOMAIN, f"{coordinator.account_id}_{stone.cloud_id}_light"
+    )
     assert entity_id is not None
 
     changed = asyncio.Event()

@@ -30,7 +30,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: CrownstoneConfigEntry) -
             if device.entry_type is dr.DeviceEntryType.SERVICE:
                 continue
             current = [
-                names[cloud_id] for cloud_id in _device_cloud_ids(device) if cloud_id in names
+                names[cloud_id]
+                for cloud_id in _device_cloud_ids(device, coordinator.account_id)
+                if cloud_id in names
             ]
             if not current:
                 device_registry.async_update_device(
@@ -65,10 +67,17 @@ async def async_remove_config_entry_device(
     hass: HomeAssistant, entry: CrownstoneConfigEntry, device: dr.DeviceEntry
 ) -> bool:
     """Allow removing a device by hand once the cloud no longer has it."""
+    coordinator = entry.runtime_data
     return device.entry_type is not dr.DeviceEntryType.SERVICE and not (
-        _device_cloud_ids(device) & entry.runtime_data.cloud_names().keys()
+        _device_cloud_ids(device, coordinator.account_id) & coordinator.cloud_names().keys()
     )
 
 
-def _device_cloud_ids(device: dr.DeviceEntry) -> set[str]:
-    return {identifier for domain, identifier in device.identifiers if domain == DOMAIN}
+def _device_cloud_ids(device: dr.DeviceEntry, account_id: str) -> set[str]:
+    """Return the cloud ids of the objects a device of this account stands for."""
+    prefix = f"{account_id}_"
+    return {
+        identifier.removeprefix(prefix)
+        for domain, identifier in device.identifiers
+        if domain == DOMAIN and identifier.startswith(prefix)
+    }

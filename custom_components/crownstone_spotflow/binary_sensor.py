@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from homeassistant.components.binary_sensor import (
     BinarySensorDeviceClass,
@@ -11,16 +12,16 @@ from homeassistant.components.binary_sensor import (
     BinarySensorEntityDescription,
 )
 from homeassistant.const import EntityCategory, Platform
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .cloud import User
-from .const import DOMAIN, MANUFACTURER
+from .cloud import Sphere, User
+from .const import MANUFACTURER
 from .coordinator import CrownstoneConfigEntry, CrownstoneDataUpdateCoordinator
-from .entity import CrownstoneEntity, CrownstonePlaceEntity
+from .entity import CrownstoneEntity, CrownstonePlaceEntity, entity_unique_id
 from .forwarder_entities import async_add_forwarder_entities
-from .helpers import async_track_entities
+from .helpers import WantedEntities, async_track_entities, wanted_place_entities
 
 PARALLEL_UPDATES = 0
 
@@ -41,6 +42,9 @@ PLACE_DESCRIPTIONS = (
 )
 
 
+# The live updates entity belongs to the account's service device, not to a cloud object.
+ACCOUNT_OBJECT_ID = "cloud"
+
 LIVE_UPDATES_DESCRIPTION = BinarySensorEntityDescription(
     key="live_updates",
     translation_key="live_updates",
@@ -49,36 +53,32 @@ LIVE_UPDATES_DESCRIPTION = BinarySensorEntityDescription(
 )
 
 
-def _person_description(user: User) -> CrownstoneBinarySensorEntityDescription:
+def _person_description(user_id: str) -> BinarySensorEntityDescription:
     """Describe whether one person of a sphere is present in it."""
-    return CrownstoneBinarySensorEntityDescription(
-        key=f"presence_{user.cloud_id}",
+    return BinarySensorEntityDescription(
+        key=f"presence_{user_id}",
         translation_key="person_presence",
-        translation_placeholders={"person": _person_name(user)},
         device_class=BinarySensorDeviceClass.PRESENCE,
         # One entity per person and sphere would crowd every dashboard; opt in per person.
         entity_registry_enabled_default=False,
-        is_on_fn=lambda present_people: user.cloud_id in present_people,
     )
 
 
-def _person_name(user: User) -> str:
-    """Return a person's display name (never the e-mail address)."""
-    return " ".join(part for part in (user.first_name, user.last_name) if part)
-
-
-def _entities(
-    coordinator: CrownstoneDataUpdateCoordinator,
-) -> Iterator[CrownstonePresenceBinarySensorEntity]:
+def _wanted_entities(coordinator: CrownstoneDataUpdateCoordinator) -> WantedEntities:
+    # Always there, but listed so that it is not taken for a leftover of an earlier run.
+    yield (
+        entity_unique_id(coordinator, ACCOUNT_OBJECT_ID, LIVE_UPDATES_DESCRIPTION),
+        partial(CrownstoneLiveUpdatesBinarySensorEntity, coordinator),
+    )
+    yield from wanted_place_entities(
+        coordinator, PLACE_DESCRIPTIONS, CrownstonePresenceBinarySensorEntity
+    )
     for sphere in coordinator.data:
-        for location in (None, *sphere.locations):
-            for description in PLACE_DESCRIPTIONS:
-                yield CrownstonePresenceBinarySensorEntity(
-                    coordinator, description, sphere, location
-                )
         for user in sphere.users:
-            yield CrownstonePresenceBinarySensorEntity(
-                coordinator, _person_description(user), sphere
+            description = _person_description(user.cloud_id)
+            yield (
+                entity_unique_id(coordinator, sphere.cloud_id, description),
+                partial(CrownstonePersonBinarySensorEntity, coordinator, description, sphere, user),
             )
 
 
@@ -89,15 +89,17 @@ async def async_setup_entry(
 ) -> None:
     """Set up presence binary sensors, and the live updates sensor of the account."""
     coordinator = entry.runtime_data
-    async_add_entities([CrownstoneLiveUpdatesBinarySensorEntity(coordinator)])
     async_track_entities(
-        coordinator, Platform.BINARY_SENSOR, async_add_entities, lambda: _entities(coordinator)
+        coordinator,
+        Platform.BINARY_SENSOR,
+        async_add_entities,
+        lambda: _wanted_entities(coordinator),
     )
     async_add_forwarder_entities(hass, entry, async_add_entities, Platform.BINARY_SENSOR)
 
 
 class CrownstonePresenceBinarySensorEntity(CrownstonePlaceEntity, BinarySensorEntity):
-    """Whether anyone, or one person, is present in a sphere or room."""
+    """Whether anyone is present in a sphere or room."""
 
     entity_description: CrownstoneBinarySensorEntityDescription
 
@@ -105,6 +107,38 @@ class CrownstonePresenceBinarySensorEntity(CrownstonePlaceEntity, BinarySensorEn
     def is_on(self) -> bool:
         """Return whether the presence is detected."""
         return self.entity_description.is_on_fn(self.place.present_people)
+
+
+class CrownstonePersonBinarySensorEntity(CrownstonePlaceEntity, BinarySensorEntity):
+    """Whether one person is present in a sphere; named after the person."""
+
+    def __init__(
+        self,
+        coordinator: CrownstoneDataUpdateCoordinator,
+        description: BinarySensorEntityDescription,
+        sphere: Sphere,
+        user: User,
+    ) -> None:
+        """Initialize the entity."""
+        super().__init__(coordinator, description, sphere)
+        self._user_id = user.cloud_id
+        self._attr_translation_placeholders = {"person": user.full_name}
+
+    @property
+    def is_on(self) -> bool:
+        """Return whether the person is present."""
+        return self._user_id in self.place.present_people
+
+    @callback
+    def _handle_coordinator_update(self) -> None:
+        """Follow a person renamed in the Crownstone app."""
+        sphere = self.coordinator.sphere(self._sphere_id)
+        user = sphere.users.find_by_id(self._user_id) if sphere else None
+        if user is not None and user.full_name != self._attr_translation_placeholders["person"]:
+            self._attr_translation_placeholders = {"person": user.full_name}
+            # The name is cached, and made from the placeholders.
+            self.__dict__.pop("name", None)
+        super()._handle_coordinator_update()
 
 
 class CrownstoneLiveUpdatesBinarySensorEntity(CrownstoneEntity, BinarySensorEntity):
@@ -116,16 +150,13 @@ class CrownstoneLiveUpdatesBinarySensorEntity(CrownstoneEntity, BinarySensorEnti
 
     def __init__(self, coordinator: CrownstoneDataUpdateCoordinator) -> None:
         """Initialize the entity."""
-        entry = coordinator.config_entry
-        # The entry's unique id is the account's user id.
-        account_id = f"{entry.unique_id or entry.entry_id}_cloud"
         super().__init__(
             coordinator,
             LIVE_UPDATES_DESCRIPTION,
-            object_id=account_id,
+            object_id=ACCOUNT_OBJECT_ID,
             device_info=DeviceInfo(
                 entry_type=DeviceEntryType.SERVICE,
-                identifiers={(DOMAIN, account_id)},
+                identifiers={coordinator.device_identifier(ACCOUNT_OBJECT_ID)},
                 manufacturer=MANUFACTURER,
                 name="Crownstone cloud",
             ),

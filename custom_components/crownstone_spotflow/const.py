@@ -26,9 +26,6 @@ SCAN_INTERVAL_WITHOUT_STREAM: Final = timedelta(minutes=1)
 # show what was asked for rather than the stale state a poll returns.
 OPTIMISTIC_WINDOW: Final = timedelta(seconds=30)
 
-# The cloud refuses 1..9 %: the lowest brightness it accepts.
-MIN_DIM_PERCENTAGE: Final = 10
-
 STONE_MODELS: Final = {
     "PLUG": "Crownstone Plug",
     "BUILTIN": "Crownstone Built-in",

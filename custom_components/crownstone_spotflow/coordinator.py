@@ -19,9 +19,9 @@ from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, Upda
 
 from .cloud import (
     Crownstone,
-    CrownstoneAuthenticationError,
     CrownstoneCloud,
     CrownstoneConnectionError,
+    CrownstoneCredentialsError,
     CrownstoneError,
     CrownstoneEventStream,
     DataChangeSubType,
@@ -66,7 +66,9 @@ def _translated_errors() -> Iterator[None]:
     """Turn cloud errors into the errors the coordinator understands."""
     try:
         yield
-    except CrownstoneAuthenticationError as error:
+    # Not every authentication error: a token refused right after a successful login means the
+    # account lost access to something, and signing in again would not change that.
+    except CrownstoneCredentialsError as error:
         raise ConfigEntryAuthFailed(
             translation_domain=DOMAIN, translation_key="authentication_error"
         ) from error
@@ -96,6 +98,9 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
 
     def __init__(self, hass: HomeAssistant, entry: CrownstoneConfigEntry) -> None:
         """Initialize the coordinator."""
+        # The entry's unique id is the account's user id. Accounts sharing a sphere see the
+        # same cloud ids: the account id keeps their entities and devices apart.
+        self.account_id = entry.unique_id or entry.entry_id
         self.cloud = CrownstoneCloud(
             entry.data[CONF_EMAIL],
             entry.data[CONF_PASSWORD],
@@ -119,15 +124,14 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
             update_interval=SCAN_INTERVAL_WITHOUT_STREAM,
         )
 
-    async def _async_setup(self) -> None:
-        """Log in once; the client logs in again by itself when its token expires."""
-        with _translated_errors():
-            await self.cloud.async_login()
-
     async def _async_update_data(self) -> Spheres:
-        """Fetch spheres, stones, rooms, presence and users."""
+        """Fetch spheres, stones, rooms and presence; logs in when needed.
+
+        Users are read with a sphere new to the account, and again when presence names a
+        stranger or the stream says they changed, not on every poll.
+        """
         with _translated_errors():
-            await self.cloud.async_synchronize(users=True)
+            await self.cloud.async_synchronize()
         if self.stream.connected and not self._sphere_ids() <= self._streamed_spheres:
             LOGGER.debug("New sphere: reopening the event stream to hear its events")
             self.config_entry.async_create_background_task(
@@ -264,10 +268,19 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
             pending.cancel_expiry()
 
     async def _async_pending_expired(self, stone_id: str, _now: datetime) -> None:
-        """Show the last known state again, and read the true one, once the window closed."""
-        del self._pending[stone_id]
-        self.async_update_listeners()
-        await self.async_request_refresh()
+        """Read the true state once the window closed, then show it.
+
+        The command stays shown while the state is read: dropping it first would show the
+        stale state for a moment even when the stone did carry the command out.
+        """
+        if (pending := self._pending.get(stone_id)) is None:
+            # Confirmed while this job was queued.
+            return
+        await self.async_refresh()
+        # Unless the refresh confirmed it, or a new command replaced it meanwhile.
+        if self._pending.get(stone_id) is pending:
+            del self._pending[stone_id]
+            self.async_update_listeners()
 
     def switch_state(self, stone: Crownstone) -> int | None:
         """Return the switch state (0..100) to show; a pending command wins over the cloud.
@@ -281,6 +294,10 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
         if pending.percentage is not None:
             return pending.percentage
         return stone.state or 100
+
+    def device_identifier(self, object_id: str) -> tuple[str, str]:
+        """Return the device registry identifier of a cloud object, as this account sees it."""
+        return (DOMAIN, f"{self.account_id}_{object_id}")
 
     def sphere(self, sphere_id: str) -> Sphere | None:
         """Return a sphere by its cloud id."""

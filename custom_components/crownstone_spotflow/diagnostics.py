@@ -31,6 +31,19 @@ async def async_get_config_entry_diagnostics(
         {
             "entry": {"data": dict(entry.data), "options": dict(entry.options)},
             "last_update_success": coordinator.last_update_success,
+            # Seconds; longer while the event stream is up.
+            "update_interval": (
+                coordinator.update_interval.total_seconds() if coordinator.update_interval else None
+            ),
+            "stream": {
+                "connected": coordinator.stream.connected,
+                "reconnect_count": coordinator.stream.reconnect_count,
+                "last_event_time": (
+                    coordinator.stream.last_event_time.isoformat()
+                    if coordinator.stream.last_event_time
+                    else None
+                ),
+            },
             "spheres": [_sphere(sphere) for sphere in coordinator.data],
             "spotflow": await async_get_forwarder_diagnostics(hass, entry),
         },

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
-from homeassistant.helpers import device_registry as dr
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
 from .cloud import Crownstone, Location, Sphere
-from .const import DOMAIN, MANUFACTURER, STONE_MODELS
+from .const import MANUFACTURER, STONE_MODELS
 from .coordinator import CrownstoneDataUpdateCoordinator
+
+
+def entity_unique_id(
+    coordinator: CrownstoneDataUpdateCoordinator, object_id: str, description: EntityDescription
+) -> str:
+    """Return the unique id of an entity of a cloud object, as this account sees it."""
+    return f"{coordinator.account_id}_{object_id}_{description.key}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrownstoneStoneEntityDescription(EntityDescription):
+    """Describes an entity of a Crownstone."""
+
+    exists_fn: Callable[[Crownstone], bool]
 
 
 class CrownstoneEntity(CoordinatorEntity[CrownstoneDataUpdateCoordinator]):
@@ -28,7 +44,7 @@ class CrownstoneEntity(CoordinatorEntity[CrownstoneDataUpdateCoordinator]):
         """Initialize the entity."""
         super().__init__(coordinator)
         self.entity_description = description
-        self._attr_unique_id = f"{object_id}_{description.key}"
+        self._attr_unique_id = entity_unique_id(coordinator, object_id, description)
         self._attr_device_info = device_info
 
 
@@ -38,7 +54,7 @@ class CrownstoneStoneEntity(CrownstoneEntity):
     def __init__(
         self,
         coordinator: CrownstoneDataUpdateCoordinator,
-        description: EntityDescription,
+        description: CrownstoneStoneEntityDescription,
         stone: Crownstone,
     ) -> None:
         """Initialize the entity."""
@@ -47,14 +63,11 @@ class CrownstoneStoneEntity(CrownstoneEntity):
             coordinator,
             description,
             object_id=stone.cloud_id,
+            # No Bluetooth connection: the device registry merges devices that share one, and
+            # each account sharing a sphere must keep a device of its own.
             device_info=DeviceInfo(
-                connections=(
-                    {(dr.CONNECTION_NETWORK_MAC, str(stone.mac_address))}
-                    if stone.mac_address
-                    else set()
-                ),
                 hw_version=stone.hardware_version,
-                identifiers={(DOMAIN, stone.cloud_id)},
+                identifiers={coordinator.device_identifier(stone.cloud_id)},
                 manufacturer=MANUFACTURER,
                 model=STONE_MODELS.get(stone.type, stone.type),
                 name=str(stone.name),
@@ -78,6 +91,13 @@ class CrownstoneStoneEntity(CrownstoneEntity):
             super().available and self.coordinator.crownstone(self._crownstone.cloud_id) is not None
         )
 
+    @property
+    def is_on(self) -> bool | None:
+        """Return whether the power is on (None until the stone reported a state)."""
+        if (state := self.coordinator.switch_state(self.crownstone)) is None:
+            return None
+        return state > 0
+
 
 class CrownstonePlaceEntity(CrownstoneEntity):
     """An entity of a sphere or of a room in a sphere."""
@@ -96,7 +116,7 @@ class CrownstonePlaceEntity(CrownstoneEntity):
             description,
             object_id=place.cloud_id,
             device_info=DeviceInfo(
-                identifiers={(DOMAIN, place.cloud_id)},
+                identifiers={coordinator.device_identifier(place.cloud_id)},
                 manufacturer=MANUFACTURER,
                 model="Room" if location else "Sphere",
                 name=str(place.name),

@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from functools import partial
 from typing import Any, cast
 
 from homeassistant.const import Platform
 from homeassistant.core import callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .cloud import CrownstoneAuthenticationError, CrownstoneError
-from .const import DOMAIN, MIN_DIM_PERCENTAGE
+from .cloud import (
+    MIN_BRIGHTNESS,
+    Crownstone,
+    CrownstoneCredentialsError,
+    CrownstoneError,
+    Location,
+    Sphere,
+)
+from .const import DOMAIN
 from .coordinator import CrownstoneDataUpdateCoordinator
-from .entity import CrownstoneEntity
+from .entity import (
+    CrownstoneEntity,
+    CrownstonePlaceEntity,
+    CrownstoneStoneEntity,
+    CrownstoneStoneEntityDescription,
+    entity_unique_id,
+)
+
+# Unique id of an entity, and how to create it should it be new.
+type WantedEntities = Iterable[tuple[str, Callable[[], CrownstoneEntity]]]
 
 
 def crownstone_exception_handler[_FuncT: Callable[..., Coroutine[Any, Any, None]]](
@@ -27,7 +45,8 @@ def crownstone_exception_handler[_FuncT: Callable[..., Coroutine[Any, Any, None]
     async def handler(self: CrownstoneEntity, /, *args: Any, **kwargs: Any) -> None:
         try:
             await func(self, *args, **kwargs)
-        except CrownstoneAuthenticationError as error:
+        # Only refused credentials: any other authentication error is a refused command.
+        except CrownstoneCredentialsError as error:
             self.coordinator.config_entry.async_start_reauth(self.hass)
             raise HomeAssistantError(
                 translation_domain=DOMAIN, translation_key="authentication_error"
@@ -49,7 +68,7 @@ def brightness_to_percentage(brightness: int) -> int:
     """Map a brightness (0..255) to a percentage the cloud accepts (0 or 10..100)."""
     if brightness <= 0:
         return 0
-    return max(MIN_DIM_PERCENTAGE, min(100, round(brightness * 100 / 255)))
+    return max(MIN_BRIGHTNESS, min(100, round(brightness * 100 / 255)))
 
 
 def percentage_to_brightness(percentage: int) -> int:
@@ -62,14 +81,25 @@ def async_track_entities(
     coordinator: CrownstoneDataUpdateCoordinator,
     platform: Platform,
     async_add_entities: AddConfigEntryEntitiesCallback,
-    entities_fn: Callable[[], Iterable[CrownstoneEntity]],
+    wanted_fn: Callable[[], WantedEntities],
 ) -> None:
     """Add the entities the cloud data calls for, and remove those it no longer does.
 
     Runs on every update, so new Crownstones, rooms and spheres appear without a restart, and
     a Crownstone whose dimming was switched on or off moves between the light and switch
-    platforms.
+    platforms. Only new entities are created: this runs on every pushed event too.
     """
+    entry = coordinator.config_entry
+    registry = er.async_get(coordinator.hass)
+    # What changed while Home Assistant was not running (dimming toggled, a person gone) left
+    # registry entries no entity claims any more: the first update removes them. Entities of
+    # the platform that are not the account's (the Spotflow forwarder's) are not ours to judge.
+    stale = {
+        registry_entry.unique_id
+        for registry_entry in er.async_entries_for_config_entry(registry, entry.entry_id)
+        if registry_entry.domain == platform
+        and registry_entry.unique_id.startswith(f"{coordinator.account_id}_")
+    }
     known: set[str] = set()
 
     @callback
@@ -77,16 +107,62 @@ def async_track_entities(
         # An unreachable cloud says nothing about what exists.
         if not coordinator.last_update_success:
             return
-        wanted = {str(entity.unique_id): entity for entity in entities_fn()}
-        registry = er.async_get(coordinator.hass)
-        for unique_id in known - wanted.keys():
+        wanted = dict(wanted_fn())
+        for unique_id in (known | stale) - wanted.keys():
             if entity_id := registry.async_get_entity_id(platform, DOMAIN, unique_id):
                 registry.async_remove(entity_id)
-        new = [entity for unique_id, entity in wanted.items() if unique_id not in known]
+        stale.clear()
+        new = [create() for unique_id, create in wanted.items() if unique_id not in known]
         known.clear()
         known.update(wanted)
         if new:
             async_add_entities(new)
 
     _async_update()
-    coordinator.config_entry.async_on_unload(coordinator.async_add_listener(_async_update))
+    entry.async_on_unload(coordinator.async_add_listener(_async_update))
+
+
+@callback
+def async_track_stone_entities[DescriptionT: CrownstoneStoneEntityDescription](
+    coordinator: CrownstoneDataUpdateCoordinator,
+    platform: Platform,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+    descriptions: Sequence[DescriptionT],
+    entity_class: Callable[
+        [CrownstoneDataUpdateCoordinator, DescriptionT, Crownstone], CrownstoneStoneEntity
+    ],
+) -> None:
+    """Track one entity per Crownstone and description that exists for it."""
+    async_track_entities(
+        coordinator,
+        platform,
+        async_add_entities,
+        lambda: (
+            (
+                entity_unique_id(coordinator, stone.cloud_id, description),
+                partial(entity_class, coordinator, description, stone),
+            )
+            for sphere in coordinator.data
+            for stone in sphere.crownstones
+            for description in descriptions
+            if description.exists_fn(stone)
+        ),
+    )
+
+
+def wanted_place_entities[DescriptionT: EntityDescription](
+    coordinator: CrownstoneDataUpdateCoordinator,
+    descriptions: Sequence[DescriptionT],
+    entity_class: Callable[
+        [CrownstoneDataUpdateCoordinator, DescriptionT, Sphere, Location | None],
+        CrownstonePlaceEntity,
+    ],
+) -> WantedEntities:
+    """List one entity per sphere and room, and description, for async_track_entities."""
+    for sphere in coordinator.data:
+        for location in (None, *sphere.locations):
+            for description in descriptions:
+                yield (
+                    entity_unique_id(coordinator, (location or sphere).cloud_id, description),
+                    partial(entity_class, coordinator, description, sphere, location),
+                )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,11 +15,10 @@ from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .cloud import Crownstone
 from .coordinator import CrownstoneConfigEntry
-from .entity import CrownstoneStoneEntity
+from .entity import CrownstoneStoneEntity, CrownstoneStoneEntityDescription
 from .helpers import (
-    async_track_entities,
+    async_track_stone_entities,
     brightness_to_percentage,
     crownstone_exception_handler,
     percentage_to_brightness,
@@ -30,10 +28,8 @@ PARALLEL_UPDATES = 1
 
 
 @dataclass(frozen=True, kw_only=True)
-class CrownstoneLightEntityDescription(LightEntityDescription):
+class CrownstoneLightEntityDescription(LightEntityDescription, CrownstoneStoneEntityDescription):
     """Describes a Crownstone light."""
-
-    exists_fn: Callable[[Crownstone], bool]
 
 
 DESCRIPTIONS = (
@@ -51,18 +47,8 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Set up Crownstone lights."""
-    coordinator = entry.runtime_data
-    async_track_entities(
-        coordinator,
-        Platform.LIGHT,
-        async_add_entities,
-        lambda: (
-            CrownstoneLightEntity(coordinator, description, stone)
-            for sphere in coordinator.data
-            for stone in sphere.crownstones
-            for description in DESCRIPTIONS
-            if description.exists_fn(stone)
-        ),
+    async_track_stone_entities(
+        entry.runtime_data, Platform.LIGHT, async_add_entities, DESCRIPTIONS, CrownstoneLightEntity
     )
 
 
@@ -72,13 +58,6 @@ class CrownstoneLightEntity(CrownstoneStoneEntity, LightEntity):
     _attr_color_mode = ColorMode.BRIGHTNESS
     _attr_supported_color_modes = {ColorMode.BRIGHTNESS}  # noqa: RUF012 (typed as set by HA)
     entity_description: CrownstoneLightEntityDescription
-
-    @property
-    def is_on(self) -> bool | None:
-        """Return whether the light is on (None until the stone reported a state)."""
-        if (state := self.coordinator.switch_state(self.crownstone)) is None:
-            return None
-        return state > 0
 
     @property
     def brightness(self) -> int:

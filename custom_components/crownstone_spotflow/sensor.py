@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from homeassistant.components.sensor import (
@@ -14,10 +14,10 @@ from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import CrownstoneConfigEntry, CrownstoneDataUpdateCoordinator
+from .coordinator import CrownstoneConfigEntry
 from .entity import CrownstonePlaceEntity
 from .forwarder_entities import async_add_forwarder_entities
-from .helpers import async_track_entities
+from .helpers import async_track_entities, wanted_place_entities
 
 PARALLEL_UPDATES = 0
 
@@ -39,15 +39,6 @@ DESCRIPTIONS = (
 )
 
 
-def _entities(
-    coordinator: CrownstoneDataUpdateCoordinator,
-) -> Iterator[CrownstoneSensorEntity]:
-    for sphere in coordinator.data:
-        for location in (None, *sphere.locations):
-            for description in DESCRIPTIONS:
-                yield CrownstoneSensorEntity(coordinator, description, sphere, location)
-
-
 async def async_setup_entry(
     hass: HomeAssistant,
     entry: CrownstoneConfigEntry,
@@ -56,7 +47,10 @@ async def async_setup_entry(
     """Set up presence sensors."""
     coordinator = entry.runtime_data
     async_track_entities(
-        coordinator, Platform.SENSOR, async_add_entities, lambda: _entities(coordinator)
+        coordinator,
+        Platform.SENSOR,
+        async_add_entities,
+        lambda: wanted_place_entities(coordinator, DESCRIPTIONS, CrownstoneSensorEntity),
     )
     async_add_forwarder_entities(hass, entry, async_add_entities, Platform.SENSOR)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,17 +16,15 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .cloud import Crownstone
 from .coordinator import CrownstoneConfigEntry
-from .entity import CrownstoneStoneEntity
-from .helpers import async_track_entities, crownstone_exception_handler
+from .entity import CrownstoneStoneEntity, CrownstoneStoneEntityDescription
+from .helpers import async_track_stone_entities, crownstone_exception_handler
 
 PARALLEL_UPDATES = 1
 
 
 @dataclass(frozen=True, kw_only=True)
-class CrownstoneSwitchEntityDescription(SwitchEntityDescription):
+class CrownstoneSwitchEntityDescription(SwitchEntityDescription, CrownstoneStoneEntityDescription):
     """Describes a Crownstone switch."""
-
-    exists_fn: Callable[[Crownstone], bool]
 
 
 def _switches_without_dimming(stone: Crownstone) -> bool:
@@ -56,18 +53,12 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Set up Crownstone switches."""
-    coordinator = entry.runtime_data
-    async_track_entities(
-        coordinator,
+    async_track_stone_entities(
+        entry.runtime_data,
         Platform.SWITCH,
         async_add_entities,
-        lambda: (
-            CrownstoneSwitchEntity(coordinator, description, stone)
-            for sphere in coordinator.data
-            for stone in sphere.crownstones
-            for description in DESCRIPTIONS
-            if description.exists_fn(stone)
-        ),
+        DESCRIPTIONS,
+        CrownstoneSwitchEntity,
     )
 
 
@@ -75,13 +66,6 @@ class CrownstoneSwitchEntity(CrownstoneStoneEntity, SwitchEntity):
     """A Crownstone that switches without dimming."""
 
     entity_description: CrownstoneSwitchEntityDescription
-
-    @property
-    def is_on(self) -> bool | None:
-        """Return whether the power is on (None until the stone reported a state)."""
-        if (state := self.coordinator.switch_state(self.crownstone)) is None:
-            return None
-        return state > 0
 
     @crownstone_exception_handler
     async def async_turn_on(self, **kwargs: Any) -> None:

@@ -10,10 +10,18 @@ from typing import Literal
 
 from aiohttp import web
 
-from .errors import ApiError
+from .errors import ApiError, authorization_required
 
 type FaultKind = Literal[
-    "latency", "http_500", "http_503", "html", "reset", "malformed_json", "non_json", "timeout_hang"
+    "latency",
+    "http_500",
+    "http_503",
+    "html",
+    "reset",
+    "malformed_json",
+    "non_json",
+    "timeout_hang",
+    "unauthorized",
 ]
 
 _BAD_GATEWAY_PAGE = (
@@ -75,6 +83,9 @@ class FaultInjector:
                 return ApiError(500, "Internal Server Error").response()
             case "http_503":
                 return ApiError(503, "Service Unavailable").response()
+            case "unauthorized":
+                # What a token without the right to a resource gets, a fresh one included.
+                return authorization_required().response()
             case "html":
                 return web.Response(status=502, text=_BAD_GATEWAY_PAGE, content_type="text/html")
             case "malformed_json":

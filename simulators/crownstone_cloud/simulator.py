@@ -49,6 +49,8 @@ class CloudSimulator:
         self.latency = latency
         self.include_support = True
         self.requests: list[tuple[str, str]] = []
+        # Every accepted switch command: (stone id, type, percentage or None).
+        self.commands: list[tuple[str, str, int | None]] = []
         self.tokens = TokenStore()
         self._closing = asyncio.Event()
         self.faults = FaultInjector(self._closing)
@@ -167,8 +169,9 @@ class CloudSimulator:
         )
 
     def reset_counters(self) -> None:
-        """Forget counted requests and stream connections."""
+        """Forget counted requests, switch commands and stream connections."""
         self.requests.clear()
+        self.commands.clear()
         self.stream.connections = 0
 
     @property
@@ -225,6 +228,7 @@ class CloudSimulator:
             if packet["type"] == "PERCENTAGE":
                 entry["percentage"] = packet["percentage"]
             switch_data.append(entry)
+            self.commands.append((stone.id, packet["type"], entry.get("percentage")))
         self._emit(
             sphere,
             {
@@ -420,6 +424,14 @@ class CloudSimulator:
         sphere.roles[user.id] = role
         self._data_change(sphere, "users", "create", user.id, user.full_name)
         return user.id
+
+    def rename_user(self, user_id: str, first_name: str, last_name: str) -> None:
+        """Rename an account; every sphere it belongs to is told."""
+        user = self.state.users[user_id]
+        user.first_name, user.last_name = first_name, last_name
+        for sphere in self.state.spheres.values():
+            if user_id in sphere.roles:
+                self._data_change(sphere, "users", "update", user_id, user.full_name)
 
     def remove_user(self, sphere_id: str, user_id: str) -> None:
         """Take a user out of a sphere (the account stays)."""

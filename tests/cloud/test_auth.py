@@ -11,6 +11,7 @@ import pytest
 from custom_components.crownstone_spotflow.cloud import (
     CrownstoneAuthenticationError,
     CrownstoneCloud,
+    CrownstoneCredentialsError,
     CrownstoneEmailNotVerifiedError,
 )
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
@@ -67,7 +68,7 @@ async def test_email_is_case_insensitive(
 async def test_wrong_password(cloud_sim: CloudSimulator, websession: aiohttp.ClientSession) -> None:
     """A wrong password is LOGIN_FAILED."""
     cloud = CrownstoneCloud(DEMO_EMAIL, "wrong", websession, base_url=cloud_sim.url)
-    with pytest.raises(CrownstoneAuthenticationError) as caught:
+    with pytest.raises(CrownstoneCredentialsError) as caught:
         await cloud.async_login()
     assert caught.value.type == "LOGIN_FAILED"
     assert not isinstance(caught.value, CrownstoneEmailNotVerifiedError)
@@ -77,7 +78,7 @@ async def test_wrong_password(cloud_sim: CloudSimulator, websession: aiohttp.Cli
 async def test_missing_email(cloud_sim: CloudSimulator, websession: aiohttp.ClientSession) -> None:
     """An empty e-mail address is the server's 400 USERNAME_EMAIL_REQUIRED."""
     cloud = CrownstoneCloud("", DEMO_PASSWORD, websession, base_url=cloud_sim.url)
-    with pytest.raises(CrownstoneAuthenticationError) as caught:
+    with pytest.raises(CrownstoneCredentialsError) as caught:
         await cloud.async_initialize()
     assert caught.value.type == "USERNAME_EMAIL_REQUIRED"
 
@@ -87,6 +88,7 @@ async def test_email_not_verified(cloud: CrownstoneCloud, cloud_sim: CloudSimula
     cloud_sim.set_email_verified(DEMO_EMAIL, False)
     with pytest.raises(CrownstoneEmailNotVerifiedError) as caught:
         await cloud.async_initialize()
+    assert isinstance(caught.value, CrownstoneCredentialsError)
     assert caught.value.type == "LOGIN_FAILED_EMAIL_NOT_VERIFIED"
     assert "verified" in str(caught.value)
 
@@ -134,7 +136,7 @@ async def test_password_changed_is_an_authentication_error(
 ) -> None:
     """A revoked token whose re-login fails raises LOGIN_FAILED (Home Assistant: reauth)."""
     cloud_sim.change_password(DEMO_EMAIL, "new password")
-    with pytest.raises(CrownstoneAuthenticationError) as caught:
+    with pytest.raises(CrownstoneCredentialsError) as caught:
         await synced_cloud.async_synchronize()
     assert caught.value.type == "LOGIN_FAILED"
     # Three requests met the revoked token; they shared the one refused login, and later
@@ -163,6 +165,8 @@ async def test_second_rejection_raises(
     with pytest.raises(CrownstoneAuthenticationError) as caught:
         await cloud.async_get_keys()
     assert caught.value.type == "AUTHORIZATION_REQUIRED"
+    # The login worked: the credentials are fine, the account lacks access.
+    assert not isinstance(caught.value, CrownstoneCredentialsError)
     assert [path for _, path in scripted.requests] == [
         "/api/users/login",
         "/api/users/user1/keysV2",
@@ -192,3 +196,38 @@ async def test_other_refusals_are_authentication_errors(
     with pytest.raises(CrownstoneAuthenticationError) as caught:
         await cloud.async_get_keys()
     assert caught.value.type == expected_type
+    assert not isinstance(caught.value, CrownstoneCredentialsError)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected_type"),
+    [
+        (401, "", "HTTP_401"),
+        (403, '{"error":{"message":"Forbidden"}}', "HTTP_403"),
+        (400, '{"error":{"code":"USERNAME_EMAIL_REQUIRED"}}', "USERNAME_EMAIL_REQUIRED"),
+    ],
+)
+async def test_refused_logins_are_credentials_errors(
+    scripted: ScriptedCloud,
+    websession: aiohttp.ClientSession,
+    status: int,
+    body: str,
+    expected_type: str,
+) -> None:
+    """Whatever the login's refusal says, it is about the e-mail address or password."""
+    scripted.break_path("/users/login", body, status=status)
+    cloud = CrownstoneCloud("a@b.c", "pw", websession, base_url=scripted.url)
+    with pytest.raises(CrownstoneCredentialsError) as caught:
+        await cloud.async_login()
+    assert caught.value.type == expected_type
+
+
+async def test_password_with_a_lone_surrogate(
+    cloud_sim: CloudSimulator, websession: aiohttp.ClientSession
+) -> None:
+    """A password that is no valid Unicode (possible through JSON) is a wrong password."""
+    cloud = CrownstoneCloud(DEMO_EMAIL, "crownstone-\ud800", websession, base_url=cloud_sim.url)
+    with pytest.raises(CrownstoneCredentialsError) as caught:
+        await cloud.async_login()
+    assert caught.value.type == "LOGIN_FAILED"
+    assert "\ud800" not in repr(cloud)

@@ -159,6 +159,22 @@ async def test_new_sphere_during_refresh(
     assert cloud_sim.request_count() == 1 + 3 + 1
 
 
+async def test_users_of_a_new_sphere_are_read_with_it(
+    synced_cloud: CrownstoneCloud, cloud_sim: CloudSimulator
+) -> None:
+    """A new sphere's users are read alongside its presence, once, though nobody is in it."""
+    attic_id = cloud_sim.add_sphere("Attic", DEMO_EMAIL)
+    await synced_cloud.async_synchronize()
+    attic = synced_cloud.cloud_data.find_by_id(attic_id)
+    assert attic is not None
+    assert attic.present_people == []
+    assert [user.full_name for user in attic.users] == ["Ann Admin"]
+    assert cloud_sim.request_count(path_contains=f"Spheres/{attic_id}/users") == 1
+    cloud_sim.reset_counters()
+    await synced_cloud.async_synchronize()
+    assert cloud_sim.request_count() == 1 + 3
+
+
 async def test_server_stops_including_relations(
     synced_cloud: CrownstoneCloud, cloud_sim: CloudSimulator
 ) -> None:

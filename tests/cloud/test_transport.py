@@ -8,11 +8,14 @@ import aiohttp
 import pytest
 
 from custom_components.crownstone_spotflow.cloud import (
+    CrownstoneAbilityError,
+    CrownstoneBrightnessError,
     CrownstoneCloud,
     CrownstoneConnectionError,
     CrownstoneError,
     CrownstoneInvalidResponseError,
     CrownstoneUnknownError,
+    SwitchCommand,
 )
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 
@@ -121,11 +124,59 @@ async def test_unresolvable_host() -> None:
 async def test_server_message_of_a_refused_command(
     synced_cloud: CrownstoneCloud, cloud_sim: CloudSimulator
 ) -> None:
-    """The cloud refuses dimming with a 500 and a message; the message is kept."""
+    """The cloud refuses dimming with a 500 and a message: a refusal, not a connection error."""
     lamp = synced_cloud.get_crownstone("Desk lamp")
+    home = synced_cloud.cloud_data.find("Home")
+    assert home is not None
     cloud_sim.set_ability(lamp.cloud_id, "dimming", False)
-    with pytest.raises(CrownstoneConnectionError, match="Dimming is not enabled"):
+    # Our copy still says dimming is enabled, so the library sends the command.
+    with pytest.raises(CrownstoneAbilityError, match="Dimming is not enabled") as caught:
         await lamp.async_set_brightness(50)
+    assert not isinstance(caught.value, CrownstoneBrightnessError)
+    with pytest.raises(CrownstoneAbilityError, match="Dimming is not enabled"):
+        await home.async_switch_crownstones([SwitchCommand(lamp.cloud_id, "PERCENTAGE", 50)])
+    assert cloud_sim.commands == []
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ('{"error":{"statusCode":500,"message":"Invalid uid:7"}}', CrownstoneUnknownError),
+        ('{"error":{"message":"Dimming below 10% is not allowed."}}', CrownstoneAbilityError),
+        # Nothing but LoopBack's word for a crash: the cloud is in trouble.
+        (
+            '{"error":{"statusCode":500,"message":"Internal Server Error"}}',
+            CrownstoneConnectionError,
+        ),
+        ('{"error":{"statusCode":500}}', CrownstoneConnectionError),
+        ("oops", CrownstoneConnectionError),
+    ],
+)
+async def test_commands_refused_with_a_500(
+    scripted: ScriptedCloud,
+    websession: aiohttp.ClientSession,
+    body: str,
+    error: type[CrownstoneError],
+) -> None:
+    """A 500 with a reason of its own refuses a command; anything else is the cloud's trouble."""
+    scripted.break_path("/switch", body, status=500)
+    cloud = CrownstoneCloud("a@b.c", "pw", websession, base_url=scripted.url)
+    await cloud.async_synchronize()
+    with pytest.raises(error) as caught:
+        await cloud.get_crownstone("Lamp").async_turn_on()
+    assert type(caught.value) is error
+
+
+async def test_reads_failing_with_a_reason_are_connection_errors(
+    scripted: ScriptedCloud, websession: aiohttp.ClientSession
+) -> None:
+    """A read answered 500, whatever it says, may work when asked again."""
+    scripted.break_path(
+        "/presentPeople", '{"error":{"message":"Cannot read property of undefined"}}', status=500
+    )
+    cloud = CrownstoneCloud("a@b.c", "pw", websession, base_url=scripted.url)
+    with pytest.raises(CrownstoneConnectionError, match="Cannot read property"):
+        await cloud.async_synchronize()
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,11 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
-from custom_components.crownstone_spotflow.const import SCAN_INTERVAL
+from custom_components.crownstone_spotflow.const import DOMAIN, SCAN_INTERVAL
 from custom_components.crownstone_spotflow.coordinator import CrownstoneDataUpdateCoordinator
 from simulators.crownstone_cloud import CloudSimulator
 
@@ -54,3 +55,13 @@ async def async_wait_until(hass: HomeAssistant, condition: Callable[[], bool]) -
         while not condition():
             await asyncio.sleep(0.005)
             await hass.async_block_till_done()
+
+
+def get_device(
+    hass: HomeAssistant, cloud_id: str, account_id: str | None = None
+) -> dr.DeviceEntry | None:
+    """Return the device of a cloud object as an account (by default the only one) sees it."""
+    if account_id is None:
+        (entry,) = hass.config_entries.async_entries(DOMAIN)
+        account_id = entry.unique_id
+    return dr.async_get(hass).async_get_device(identifiers={(DOMAIN, f"{account_id}_{cloud_id}")})

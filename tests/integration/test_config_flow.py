@@ -84,6 +84,12 @@ async def test_user_flow(hass: HomeAssistant, cloud: CloudSimulator) -> None:
     ("break_it", "field", "error"),
     [
         (lambda cloud, user_input: user_input.update(password="wrong"), "password", "invalid_auth"),
+        # Not valid Unicode, yet possible through the JSON API.
+        (
+            lambda cloud, user_input: user_input.update(password="pass\ud800word"),
+            "password",
+            "invalid_auth",
+        ),
         (
             lambda cloud, user_input: cloud.set_email_verified(DEMO_EMAIL, False),
             "email",

@@ -15,11 +15,11 @@ from custom_components.crownstone_spotflow import async_remove_config_entry_devi
 from custom_components.crownstone_spotflow.const import DOMAIN
 from simulators.crownstone_cloud import DEMO_EMAIL, CloudSimulator
 
-from . import async_poll
+from . import async_poll, async_wait_until, get_device
 
 
 def _device(hass: HomeAssistant, cloud_id: str) -> dr.DeviceEntry | None:
-    return dr.async_get(hass).async_get_device(identifiers={(DOMAIN, cloud_id)})
+    return get_device(hass, cloud_id)
 
 
 @pytest.mark.usefixtures("init_integration")
@@ -36,7 +36,7 @@ async def test_dimming_toggled(
     assert entity_registry.async_get("light.cabin_lamp") is None
     switch = entity_registry.async_get("switch.cabin_lamp")
     assert switch is not None
-    assert switch.unique_id == f"{stone_id}_outlet"
+    assert switch.unique_id == f"{cloud.user_id(DEMO_EMAIL)}_{stone_id}_outlet"
     assert hass.states.get("switch.cabin_lamp").state == STATE_OFF
 
     cloud.set_ability(stone_id, "dimming", True)
@@ -93,7 +93,9 @@ async def test_removed_stone_room_and_sphere(
 
     assert _device(hass, stone_id) is None
     assert _device(hass, location_id) is None
-    assert all(_device(hass, device.id) is None for device in cabin_devices if device)
+    assert all(
+        dr.async_get(hass).async_get(device.id) is None for device in cabin_devices if device
+    )
     assert hass.states.get("switch.coffee_machine") is None
     assert hass.states.get("light.cabin_lamp") is None
     assert hass.states.get("binary_sensor.bedroom_occupancy") is None
@@ -180,3 +182,59 @@ async def test_pending_command_on_a_removed_stone(
     await init_integration.runtime_data.async_refresh()
     await hass.async_block_till_done()
     assert hass.states.get("switch.coffee_machine") is None
+
+
+@pytest.mark.usefixtures("init_integration")
+async def test_no_access_is_a_failed_update(hass: HomeAssistant, cloud: CloudSimulator) -> None:
+    """A read refused though the login works makes entities unavailable, without reauth."""
+    cloud.inject_fault("unauthorized", path="/presentPeople")
+    await async_poll(hass)
+
+    assert hass.states.get("light.desk_lamp").state == STATE_UNAVAILABLE
+    assert not hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    cloud.clear_faults()
+    await async_poll(hass)
+    assert hass.states.get("light.desk_lamp").state == STATE_ON
+
+
+@pytest.mark.usefixtures("init_integration")
+async def test_requests_per_poll(hass: HomeAssistant, cloud: CloudSimulator) -> None:
+    """A poll reads the spheres and each sphere's presence; users only when a stranger shows."""
+    cloud.reset_counters()
+    await async_poll(hass)
+    assert cloud.request_count() == 1 + 2
+    assert cloud.request_count(path_contains="/users") == 1  # /users/{id}/spheres
+
+    home = cloud.sphere_id("Home")
+    cloud.add_user(home, "Dave", "New", "dave@example.com", "dave-password")
+    cloud.enter_sphere(cloud.user_id("dave@example.com"), home)
+    await async_wait_until(hass, lambda: hass.states.get("sensor.home_people_present").state == "3")
+    cloud.reset_counters()
+    await async_poll(hass)
+    assert cloud.request_count() == 1 + 2
+
+
+async def test_changes_while_not_running(
+    hass: HomeAssistant,
+    cloud: CloudSimulator,
+    init_integration: MockConfigEntry,
+    entity_registry: er.EntityRegistry,
+) -> None:
+    """What changed while the entry was unloaded leaves no orphaned entity behind."""
+    stone_id = cloud.stone_id("Cabin lamp")
+    assert await hass.config_entries.async_unload(init_integration.entry_id)
+    await hass.async_block_till_done()
+    cloud.set_ability(stone_id, "dimming", False)
+    cloud.remove_location(cloud.location_id("Bedroom"))
+
+    assert await hass.config_entries.async_setup(init_integration.entry_id)
+    await hass.async_block_till_done()
+
+    assert entity_registry.async_get("light.cabin_lamp") is None
+    assert hass.states.get("light.cabin_lamp") is None
+    assert hass.states.get("switch.cabin_lamp").state == STATE_OFF
+    assert entity_registry.async_get("sensor.bedroom_people_present") is None
+    assert entity_registry.async_get("binary_sensor.bedroom_occupancy") is None
+    # The account's own entities stay, the live updates entity too.
+    assert hass.states.get("light.desk_lamp").state == STATE_ON
+    assert entity_registry.async_get("binary_sensor.crownstone_cloud_live_updates") is not None

@@ -14,9 +14,11 @@ from homeassistant.const import (
     STATE_UNKNOWN,
     Platform,
 )
-from homeassistant.core import HomeAssistant
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.event import async_track_state_change_event
+from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, snapshot_platform
 from syrupy.assertion import SnapshotAssertion
@@ -59,24 +61,27 @@ def test_brightness_mapping() -> None:
 
 @pytest.mark.usefixtures("init_integration")
 @pytest.mark.parametrize(
-    ("service_data", "sent", "brightness"),
+    ("service_data", "command", "sent", "brightness"),
     [
-        ({ATTR_BRIGHTNESS: 128}, 50, 128),
+        ({ATTR_BRIGHTNESS: 128}, ("PERCENTAGE", 50), 50, 128),
         # The lowest slider positions become the lowest level the cloud accepts.
-        ({ATTR_BRIGHTNESS: 3}, 10, 26),
-        # Without a brightness the stone is turned on (TURN_ON, which the phone makes 100 %).
-        ({}, 100, 255),
+        ({ATTR_BRIGHTNESS: 3}, ("PERCENTAGE", 10), 10, 26),
+        # Without a brightness the stone is turned on (TURN_ON, which the phone makes 100 %):
+        # a dimmer may come back at its own level.
+        ({}, ("TURN_ON", None), 100, 255),
     ],
 )
 async def test_turn_on(
     hass: HomeAssistant,
     cloud: CloudSimulator,
     service_data: dict[str, int],
+    command: tuple[str, int | None],
     sent: int,
     brightness: int,
 ) -> None:
     """Turning on reaches the stone, and the light shows it at once."""
     stone_id = cloud.stone_id("Cabin lamp")
+    cloud.reset_counters()
     await hass.services.async_call(
         LIGHT_DOMAIN,
         SERVICE_TURN_ON,
@@ -87,6 +92,7 @@ async def test_turn_on(
     assert state is not None
     assert state.state == STATE_ON
     assert state.attributes[ATTR_BRIGHTNESS] == brightness
+    assert cloud.commands == [(stone_id, *command)]
 
     await async_wait_for_stone_state(cloud, stone_id, sent)
     await async_poll(hass)
@@ -105,11 +111,29 @@ async def test_turn_off(hass: HomeAssistant, cloud: CloudSimulator) -> None:
     state = hass.states.get("light.desk_lamp")
     assert state is not None
     assert state.state == STATE_OFF
+    assert cloud.commands == [(cloud.stone_id("Desk lamp"), "TURN_OFF", None)]
     await async_wait_for_stone_state(cloud, cloud.stone_id("Desk lamp"), 0)
 
 
+@pytest.fixture
+def cabin_lamp_states(hass: HomeAssistant) -> list[str]:
+    """Record every state the cabin lamp takes."""
+    states: list[str] = []
+
+    @callback
+    def _record(event: Event[EventStateChangedData]) -> None:
+        if (state := event.data["new_state"]) is not None:
+            states.append(state.state)
+
+    async_track_state_change_event(hass, "light.cabin_lamp", _record)
+    return states
+
+
 async def test_optimistic_until_confirmed_or_expired(
-    hass: HomeAssistant, cloud: CloudSimulator, init_integration: MockConfigEntry
+    hass: HomeAssistant,
+    cloud: CloudSimulator,
+    init_integration: MockConfigEntry,
+    cabin_lamp_states: list[str],
 ) -> None:
     """A stale poll does not undo a command; without a confirmation the truth returns."""
     cloud.set_phone(None)
@@ -130,6 +154,52 @@ async def test_optimistic_until_confirmed_or_expired(
     state = hass.states.get("light.cabin_lamp")
     assert state is not None
     assert state.state == STATE_OFF
+    assert cabin_lamp_states == [STATE_ON, STATE_OFF]
+
+
+async def test_confirmed_only_by_the_read_after_the_window(
+    hass: HomeAssistant,
+    cloud: CloudSimulator,
+    init_integration: MockConfigEntry,
+    cabin_lamp_states: list[str],
+) -> None:
+    """A command whose report was missed stays on through the window's end: no flicker."""
+    coordinator = init_integration.runtime_data
+    # No stream, so the stone's report is only found by reading.
+    await coordinator.stream.stop()
+    await hass.services.async_call(
+        LIGHT_DOMAIN,
+        SERVICE_TURN_ON,
+        {ATTR_ENTITY_ID: "light.cabin_lamp", ATTR_BRIGHTNESS: 128},
+        blocking=True,
+    )
+    await async_wait_for_stone_state(cloud, cloud.stone_id("Cabin lamp"), 50)
+
+    await async_poll(hass, timedelta(seconds=31))
+    assert not coordinator._pending
+    state = hass.states.get("light.cabin_lamp")
+    assert state is not None
+    assert state.state == STATE_ON
+    assert state.attributes[ATTR_BRIGHTNESS] == 128
+    assert cabin_lamp_states == [STATE_ON]
+
+
+async def test_window_closing_after_a_confirmation(
+    hass: HomeAssistant, cloud: CloudSimulator, init_integration: MockConfigEntry
+) -> None:
+    """The expiry of a command confirmed meanwhile changes nothing and reads nothing."""
+    coordinator = init_integration.runtime_data
+    cloud.set_phone(None)
+    stone = coordinator.crownstone(cloud.stone_id("Cabin lamp"))
+    assert stone is not None
+    coordinator.async_expect_switch(stone, on=True, percentage=None)
+    pending = coordinator._pending[stone.cloud_id]
+    # The report arrives while the expiry job is already queued.
+    coordinator._forget_pending(stone.cloud_id)
+    cloud.reset_counters()
+    await coordinator._async_pending_expired(stone.cloud_id, dt_util.utcnow())
+    assert cloud.request_count() == 0
+    assert pending not in coordinator._pending.values()
 
 
 @pytest.mark.usefixtures("init_integration")

@@ -15,14 +15,13 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.crownstone_spotflow.const import (
-    DOMAIN,
     SCAN_INTERVAL,
     SCAN_INTERVAL_WITHOUT_STREAM,
 )
 from simulators.crownstone_cloud import DEMO_EMAIL, CloudSimulator
 from simulators.crownstone_cloud.scenario import add_stone
 
-from . import async_poll, async_wait_for_stream, async_wait_until
+from . import async_poll, async_wait_for_stream, async_wait_until, get_device
 
 LIVE_UPDATES = "binary_sensor.crownstone_cloud_live_updates"
 
@@ -33,7 +32,7 @@ def _state(hass: HomeAssistant, entity_id: str) -> str | None:
 
 
 def _device(hass: HomeAssistant, cloud_id: str) -> dr.DeviceEntry | None:
-    return dr.async_get(hass).async_get_device(identifiers={(DOMAIN, cloud_id)})
+    return get_device(hass, cloud_id)
 
 
 @pytest.mark.usefixtures("init_integration")
@@ -234,6 +233,19 @@ async def test_rooms_and_people_added_renamed_and_removed(
     await async_wait_until(
         hass, lambda: entity_registry.async_get("binary_sensor.home_eve_ee_present") is None
     )
+
+
+@pytest.mark.usefixtures("entity_registry_enabled_by_default", "init_integration")
+async def test_person_renamed(hass: HomeAssistant, cloud: CloudSimulator) -> None:
+    """A person renamed in the Crownstone app is renamed in Home Assistant, in every sphere."""
+    entity_id = "binary_sensor.home_bob_member_present"
+    assert hass.states.get(entity_id).name == "Home Bob Member present"
+    cloud.rename_user(cloud.user_id("bob@example.com"), "Robert", "Member")
+    await async_wait_until(
+        hass, lambda: hass.states.get(entity_id).name == "Home Robert Member present"
+    )
+    # Renamed, not replaced.
+    assert hass.states.get(entity_id).state == STATE_ON
 
 
 @pytest.mark.usefixtures("init_integration")

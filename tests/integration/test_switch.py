@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from homeassistant.components.switch import DOMAIN as SWITCH_DOMAIN
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import (
     ATTR_ENTITY_ID,
     SERVICE_TURN_OFF,
@@ -59,6 +60,7 @@ async def test_turn_on_off(hass: HomeAssistant, cloud: CloudSimulator) -> None:
     assert state is not None
     assert state.state == STATE_OFF
     await async_wait_for_stone_state(cloud, stone_id, 0)
+    assert cloud.commands == [(stone_id, "TURN_ON", None), (stone_id, "TURN_OFF", None)]
 
 
 @pytest.mark.usefixtures("init_integration")
@@ -96,3 +98,21 @@ async def test_rejected_credentials_start_reauth(
     await hass.async_block_till_done()
     flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
     assert [flow["context"]["entry_id"] for flow in flows] == [init_integration.entry_id]
+
+
+async def test_no_access_does_not_start_reauth(
+    hass: HomeAssistant, cloud: CloudSimulator, init_integration: MockConfigEntry
+) -> None:
+    """A command refused though the login works is a failed command, not bad credentials."""
+    cloud.inject_fault("unauthorized", path="/switch")
+    with pytest.raises(HomeAssistantError) as error:
+        await hass.services.async_call(
+            SWITCH_DOMAIN,
+            SERVICE_TURN_ON,
+            {ATTR_ENTITY_ID: "switch.coffee_machine"},
+            blocking=True,
+        )
+    assert error.value.translation_key == "command_failed"
+    await hass.async_block_till_done()
+    assert not hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert init_integration.state is ConfigEntryState.LOADED

@@ -352,6 +352,23 @@ async def test_turn_on_and_off(
     events.response.close()
 
 
+async def test_commands_are_recorded(
+    http: aiohttp.ClientSession, cloud: CloudSimulator, ann: tuple[str, str]
+) -> None:
+    """TURN_ON and PERCENTAGE 100 end alike on the stone; the record tells them apart."""
+    token, _ = ann
+    lamp = cloud.stone_id("Desk lamp")
+    for body in (
+        {"type": "TURN_ON", "percentage": 40},
+        {"type": "PERCENTAGE", "percentage": 100},
+        {"type": "PERCENTAGE", "percentage": 5},
+    ):
+        await switch(http, cloud, token, "Desk lamp", body)
+    assert cloud.commands == [(lamp, "TURN_ON", None), (lamp, "PERCENTAGE", 100)]
+    cloud.reset_counters()
+    assert cloud.commands == []
+
+
 async def test_no_phone_means_no_state_change(
     http: aiohttp.ClientSession, cloud: CloudSimulator, ann: tuple[str, str]
 ) -> None:
@@ -428,6 +445,10 @@ async def test_switch_many(
         assert await response.read() == b""
     command = await events.next_of("command")
     assert [entry["name"] for entry in command["switchData"]] == ["Desk lamp", "Coffee machine"]
+    assert cloud.commands == [
+        (cloud.stone_id("Desk lamp"), "PERCENTAGE", 50),
+        (cloud.stone_id("Coffee machine"), "TURN_ON", None),
+    ]
     bad = [{"stoneId": cloud.stone_id("Cabin lamp"), "type": "TURN_ON"}]
     async with http.post(url, params={"access_token": token}, json=bad) as response:
         assert response.status == 500
@@ -458,6 +479,9 @@ async def test_http_faults(
     cloud.inject_fault("non_json", count=1)
     async with http.get(url, params={"access_token": token}) as response:
         assert (response.status, response.content_type) == (200, "text/plain")
+    cloud.inject_fault("unauthorized", count=1)
+    status, body = await get(http, url, token)
+    assert (status, body["error"]["code"]) == (401, "AUTHORIZATION_REQUIRED")
     cloud.inject_fault("http_500", path="/keysV2")
     assert (await get(http, url, token))[0] == 200
     cloud.clear_faults()
@@ -619,8 +643,9 @@ async def test_scenario_changes_emit_events(
     cloud.rename_location(location_id, "Loft")
     cloud.remove_location(location_id)
     user_id = cloud.add_user(home, "Dan", "Dev", "dan@example.com", "dan-pw", role="guest")
+    cloud.rename_user(user_id, "Daniel", "Dev")
     cloud.remove_user(home, user_id)
-    changes = [await events.next_of("dataChange") for _ in range(9)]
+    changes = [await events.next_of("dataChange") for _ in range(10)]
     assert [(c["subType"], c["operation"], c["changedItem"]["name"]) for c in changes] == [
         ("stones", "create", "Fan"),
         ("stones", "update", "Big fan"),
@@ -630,7 +655,8 @@ async def test_scenario_changes_emit_events(
         ("locations", "update", "Loft"),
         ("locations", "delete", "Loft"),
         ("users", "create", "Dan Dev"),
-        ("users", "delete", "Dan Dev"),
+        ("users", "update", "Daniel Dev"),
+        ("users", "delete", "Daniel Dev"),
     ]
     cloud.remove_sphere(cloud.sphere_id("Cabin"))
     event = await events.next_of("dataChange")

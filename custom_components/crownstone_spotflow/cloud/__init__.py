@@ -1,13 +1,14 @@
 """Asynchronous client of the Crownstone cloud (REST and event stream); no Home Assistant inside."""
 
 from .cloud import CrownstoneCloud
-from .const import DEFAULT_BASE_URL, DEFAULT_SSE_URL
+from .const import DEFAULT_BASE_URL, DEFAULT_SSE_URL, MIN_BRIGHTNESS
 from .crownstones import Crownstone, CrownstoneAbility, Crownstones, SwitchCommand
 from .errors import (
     CrownstoneAbilityError,
     CrownstoneAuthenticationError,
     CrownstoneBrightnessError,
     CrownstoneConnectionError,
+    CrownstoneCredentialsError,
     CrownstoneEmailNotVerifiedError,
     CrownstoneError,
     CrownstoneInvalidResponseError,
@@ -41,6 +42,7 @@ from .users import User, Users
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_SSE_URL",
+    "MIN_BRIGHTNESS",
     "AbilityChangeEvent",
     "Crownstone",
     "CrownstoneAbility",
@@ -49,6 +51,7 @@ __all__ = [
     "CrownstoneBrightnessError",
     "CrownstoneCloud",
     "CrownstoneConnectionError",
+    "CrownstoneCredentialsError",
     "CrownstoneEmailNotVerifiedError",
     "CrownstoneError",
     "CrownstoneEventStream",

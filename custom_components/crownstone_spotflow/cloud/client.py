@@ -13,8 +13,10 @@ import aiohttp
 
 from .const import TOKEN_REJECTED_CODES
 from .errors import (
+    CrownstoneAbilityError,
     CrownstoneAuthenticationError,
     CrownstoneConnectionError,
+    CrownstoneCredentialsError,
     CrownstoneEmailNotVerifiedError,
     CrownstoneInvalidResponseError,
     CrownstoneUnknownError,
@@ -25,6 +27,10 @@ _LOGGER = logging.getLogger(__name__)
 
 # Server messages end up in our exceptions; keep them short.
 _MAX_SERVER_MESSAGE = 200
+
+# What LoopBack says for a 500 that carries no reason of its own (a crash, or our simulator's
+# fault injection): that one stays a connection error even for a command.
+_GENERIC_SERVER_ERROR = "Internal Server Error"
 
 
 class _TokenRejectedError(Exception):
@@ -58,7 +64,9 @@ class CloudClient:
     ) -> None:
         """Keep only the hash of the password: the cloud never sees the clear one either."""
         self.email = email
-        self._password_hash = hashlib.sha1(password.encode()).hexdigest()
+        # A lone surrogate (possible through JSON) cannot be UTF-8: it makes a wrong password,
+        # not a crash.
+        self._password_hash = hashlib.sha1(password.encode("utf-8", "surrogatepass")).hexdigest()
         self._session = websession
         self._owns_session = websession is None
         self.base_url = base_url.rstrip("/")
@@ -113,21 +121,24 @@ class CloudClient:
         *,
         params: dict[str, Any] | None = None,
         json_body: Any = None,
+        command: bool = False,
     ) -> Any:
-        """Send an authenticated request; an expired token costs one re-login and one retry."""
+        """Send an authenticated request; an expired token costs one re-login and one retry.
+
+        A `command` (a switch call) the cloud refuses with a 500 and a reason raises
+        CrownstoneAbilityError (the reason is about dimming) or CrownstoneUnknownError, not
+        CrownstoneConnectionError: asking again would not help.
+        """
         await self.async_ensure_login()
         token = self.access_token
+        options: dict[str, Any] = {"params": params, "json_body": json_body, "command": command}
         try:
-            return await self._async_send(
-                method, url_path, token=token, params=params, json_body=json_body
-            )
+            return await self._async_send(method, url_path, token=token, **options)
         except _TokenRejectedError:
             _LOGGER.debug("Access token rejected on %s %s; logging in again", method, url_path)
         await self.async_renew_token(rejected=token)
         try:
-            return await self._async_send(
-                method, url_path, token=self.access_token, params=params, json_body=json_body
-            )
+            return await self._async_send(method, url_path, token=self.access_token, **options)
         except _TokenRejectedError as err:
             raise CrownstoneAuthenticationError(err.code) from None
 
@@ -158,6 +169,7 @@ class CloudClient:
         token: str | None,
         params: dict[str, Any] | None = None,
         json_body: Any = None,
+        command: bool = False,
     ) -> Any:
         headers = {"Accept": "application/json"}
         if token is not None:
@@ -190,7 +202,9 @@ class CloudClient:
                 f"{type(err).__name__}"
             ) from err
         _LOGGER.debug("%s %s -> %s (%d bytes)", method, url_path, response.status, len(body))
-        return _decode(method, url_path, response, body, authenticated=token is not None)
+        return _decode(
+            method, url_path, response, body, authenticated=token is not None, command=command
+        )
 
 
 def _decode(
@@ -200,13 +214,14 @@ def _decode(
     body: bytes,
     *,
     authenticated: bool,
+    command: bool,
 ) -> Any:
     """Turn a response into JSON or into the library's error for it."""
     status = response.status
     request = f"{method} {url_path}"
     if status >= 500 or status == 429:
-        # The server also reports refused commands as 500 ("Dimming is not enabled ..."): keep
-        # its message.
+        if command and status == 500:
+            _raise_for_refused_command(request, body)
         raise CrownstoneConnectionError(
             f"The Crownstone cloud answered {request} with {status}{_detail(body)}"
         )
@@ -235,6 +250,19 @@ def _parse_json(request: str, body: bytes) -> Any:
         ) from None
 
 
+def _raise_for_refused_command(request: str, body: bytes) -> None:
+    """Raise the refusal a LoopBack 500 with a reason of its own stands for, if it is one.
+
+    The server answers a command it refuses ("Dimming is not enabled for this Crownstone.",
+    "Dimming below 10% is not allowed.") with a 500 whose message is the reason.
+    """
+    message = _error_details(body)[1]
+    if message is None or message == _GENERIC_SERVER_ERROR:
+        return
+    error = CrownstoneAbilityError if "dimming" in message.lower() else CrownstoneUnknownError
+    raise error(f"The Crownstone cloud refused {request}: {message}")
+
+
 def _raise_for_error(request: str, status: int, body: bytes, *, authenticated: bool) -> None:
     """Raise the error a LoopBack error envelope describes (tolerating any other body)."""
     code = _error_details(body)[0]
@@ -246,7 +274,9 @@ def _raise_for_error(request: str, status: int, body: bytes, *, authenticated: b
     if code == "LOGIN_FAILED_EMAIL_NOT_VERIFIED":
         raise CrownstoneEmailNotVerifiedError(code)
     if status in (401, 403) or code in ("LOGIN_FAILED", "USERNAME_EMAIL_REQUIRED"):
-        raise CrownstoneAuthenticationError(code or f"HTTP_{status}")
+        # Only a refused login says the e-mail address or password is wrong.
+        error = CrownstoneAuthenticationError if authenticated else CrownstoneCredentialsError
+        raise error(code or f"HTTP_{status}")
     raise CrownstoneUnknownError(
         f"The Crownstone cloud refused {request} with {status}{_detail(body)}"
     )

@@ -86,9 +86,10 @@ class CrownstoneCloud:
         """Refresh the whole tree in at most 1 + 2 requests per sphere, in about one round trip.
 
         One request reads the spheres with their Crownstones and locations; per sphere, one
-        reads presence and, when asked or when presence names a user not known yet, one reads
-        the users. The per-sphere requests of spheres already known go out together with the
-        first one instead of waiting for it. Objects already in the tree are updated in place.
+        reads presence and, when asked, for a sphere new to the tree, or when presence names a
+        user not known yet, one reads the users. The per-sphere requests of spheres already
+        known go out together with the first one instead of waiting for it. Objects already in
+        the tree are updated in place.
         """
         early_relations = not self.cloud_data.server_includes_relations
         early: dict[str, asyncio.Task[Presence | CrownstoneError]] = {}
@@ -107,7 +108,9 @@ class CrownstoneCloud:
                     # A sphere new in this listing, or relations this server stopped including.
                     if read is None or (relations and not early_relations):
                         group.create_task(
-                            sphere.async_synchronize(relations=relations, users=users)
+                            sphere.async_synchronize(
+                                relations=relations, users=users or read is None
+                            )
                         )
                         continue
                     presence = read.result()

@@ -168,7 +168,7 @@ class Crownstone:
 
     async def _async_switch(self, command: JsonObject) -> None:
         await self._client.async_request(
-            "POST", path("Stones", self.cloud_id, "switch"), json_body=command
+            "POST", path("Stones", self.cloud_id, "switch"), json_body=command, command=True
         )
 
 

@@ -26,7 +26,15 @@ class CrownstoneAuthenticationError(CrownstoneError):
         self.type = type
 
 
-class CrownstoneEmailNotVerifiedError(CrownstoneAuthenticationError):
+class CrownstoneCredentialsError(CrownstoneAuthenticationError):
+    """The cloud refused to log in with the e-mail address and password.
+
+    Other authentication errors (a token refused again right after a successful login, when
+    the account just lost access to a sphere, say) leave the credentials in doubt.
+    """
+
+
+class CrownstoneEmailNotVerifiedError(CrownstoneCredentialsError):
     """The account exists but its e-mail address has not been confirmed."""
 
 

@@ -45,7 +45,11 @@ class Locations(CloudCollection[Location]):
         self.update_from_cloud(objects(locations, "the locations of a sphere"))
 
     async def async_update_location_presence(self) -> None:
-        """Refresh who is in which location (and in the sphere) from one presence request."""
+        """Refresh who is in which location from one presence request.
+
+        The sphere's own `present_people` stays as it was: Sphere.async_update_sphere_presence
+        refreshes both from the same request.
+        """
         self.apply_presence(await async_get_presence(self._client, self.sphere_id))
 
     def update_from_cloud(self, locations: list[JsonObject]) -> None:

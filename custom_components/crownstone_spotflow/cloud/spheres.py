@@ -72,6 +72,7 @@ class Sphere:
                 "POST",
                 path("Spheres", self.cloud_id, "switchCrownstones"),
                 json_body=[command.as_cloud_json() for command in commands],
+                command=True,
             )
 
     async def async_synchronize(self, *, relations: bool, users: bool) -> None:
