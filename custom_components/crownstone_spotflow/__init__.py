@@ -35,6 +35,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: CrownstoneConfigEntry) -
                 if cloud_id in names
             ]
             if not current:
+                # Only let go: another account sharing the sphere may still have the device.
                 device_registry.async_update_device(
                     device.id, remove_config_entry_id=entry.entry_id
                 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.device_registry import CONNECTION_BLUETOOTH, DeviceInfo, format_mac
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
@@ -63,9 +63,15 @@ class CrownstoneStoneEntity(CrownstoneEntity):
             coordinator,
             description,
             object_id=stone.cloud_id,
-            # No Bluetooth connection: the device registry merges devices that share one, and
-            # each account sharing a sphere must keep a device of its own.
+            # Up to Home Assistant 2026.7 the device registry merges devices that share a
+            # connection: two accounts sharing a sphere then share each Crownstone's device, each
+            # with its own identifier and entities. Newer releases keep a device per account.
             device_info=DeviceInfo(
+                connections=(
+                    {(CONNECTION_BLUETOOTH, _bluetooth_address(stone.mac_address))}
+                    if stone.mac_address
+                    else set()
+                ),
                 hw_version=stone.hardware_version,
                 identifiers={coordinator.device_identifier(stone.cloud_id)},
                 manufacturer=MANUFACTURER,
@@ -97,6 +103,11 @@ class CrownstoneStoneEntity(CrownstoneEntity):
         if (state := self.coordinator.switch_state(self.crownstone)) is None:
             return None
         return state > 0
+
+
+def _bluetooth_address(mac: str) -> str:
+    """Return a MAC the way Home Assistant's Bluetooth integration writes it (AA:BB:...)."""
+    return format_mac(mac).upper()
 
 
 class CrownstonePlaceEntity(CrownstoneEntity):

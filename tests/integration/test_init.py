@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
-from homeassistant.const import CONF_EMAIL, CONF_PASSWORD
+from homeassistant.const import CONF_EMAIL, CONF_PASSWORD, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.crownstone_spotflow import async_remove_config_entry_device
 from custom_components.crownstone_spotflow.const import CONF_CLOUD_URL, CONF_SSE_URL, DOMAIN
 from simulators.crownstone_cloud import DEMO_EMAIL, CloudSimulator
 
-from . import async_wait_for_stream, get_device
+from . import async_poll, async_wait_for_stream, get_device
 
 
 async def test_load_unload(hass: HomeAssistant, init_integration: MockConfigEntry) -> None:
@@ -90,18 +91,30 @@ async def test_devices(
     assert desk_lamp.model == "Crownstone Plug"
     assert desk_lamp.suggested_area == "Living room"
     assert desk_lamp.via_device_id is None
-    # A connection would merge the devices of two accounts sharing the sphere.
+    address = cloud.stone(cloud.stone_id("Desk lamp"))[1].address
+    assert desk_lamp.connections == {(dr.CONNECTION_BLUETOOTH, address.upper())}
+
+
+async def test_stone_without_address(
+    hass: HomeAssistant, cloud: CloudSimulator, mock_config_entry: MockConfigEntry
+) -> None:
+    """A Crownstone the cloud knows no address of still gets its device, without connection."""
+    cloud.stone(cloud.stone_id("Desk lamp"))[1].address = ""
+    mock_config_entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
+    await hass.async_block_till_done()
+
+    desk_lamp = get_device(hass, cloud.stone_id("Desk lamp"))
+    assert desk_lamp is not None
     assert not desk_lamp.connections
 
 
-async def test_two_accounts_sharing_a_sphere(
-    hass: HomeAssistant,
-    cloud: CloudSimulator,
-    init_integration: MockConfigEntry,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """Ann and Bob both have Home: each gets every entity and device of it, of their own."""
-    bob = MockConfigEntry(
+@pytest.fixture
+async def bob(
+    hass: HomeAssistant, cloud: CloudSimulator, init_integration: MockConfigEntry
+) -> MockConfigEntry:
+    """Set up Bob's account next to Ann's (the demo account): both have Home, only Ann the Cabin."""
+    entry = MockConfigEntry(
         domain=DOMAIN,
         title="Crownstone (bob@example.com)",
         unique_id=cloud.user_id("bob@example.com"),
@@ -112,38 +125,124 @@ async def test_two_accounts_sharing_a_sphere(
             CONF_SSE_URL: cloud.sse_url,
         },
     )
-    bob.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(bob.entry_id)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    await async_wait_for_stream(bob.runtime_data)
+    await async_wait_for_stream(entry.runtime_data)
+    return entry
 
+
+HOME_STONES = {"Desk lamp", "Ceiling light", "Coffee machine", "Kitchen spots", "Hallway plug"}
+HOME_PLACES = {"Home", "Living room", "Kitchen", "Bedroom", "Hallway"}
+
+
+def _entities(hass: HomeAssistant, entry: MockConfigEntry) -> list[er.RegistryEntry]:
+    return er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
+
+
+def _devices(hass: HomeAssistant, entry: MockConfigEntry) -> dict[str, dr.DeviceEntry]:
+    devices = dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
+    return {str(device.name): device for device in devices}
+
+
+def _ids(entries: list[er.RegistryEntry]) -> set[str]:
+    return {entry.entity_id for entry in entries}
+
+
+async def test_two_accounts_sharing_a_sphere(
+    hass: HomeAssistant,
+    cloud: CloudSimulator,
+    init_integration: MockConfigEntry,
+    bob: MockConfigEntry,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Ann and Bob both have Home: each gets every entity of it, on one device per Crownstone.
+
+    Home Assistant 2025.4 merges devices that share a connection (the Crownstone's MAC) across
+    config entries; 2026.8 and later keep one per entry. Either way no entity is lost."""
+    ann = init_integration
     assert "does not generate unique IDs" not in caplog.text
-    entity_registry = er.async_get(hass)
-    device_registry = dr.async_get(hass)
-    ann_entities = er.async_entries_for_config_entry(entity_registry, init_integration.entry_id)
-    bob_entities = er.async_entries_for_config_entry(entity_registry, bob.entry_id)
+    ann_entities = _entities(hass, ann)
+    bob_entities = _entities(hass, bob)
     # Bob has no access to the Cabin: two presence entities of Home and each of its 4 rooms,
     # 5 Crownstones, 3 people, and the live updates entity.
     assert len(bob_entities) == 2 * 5 + 5 + 3 + 1
     assert len(ann_entities) > len(bob_entities)
-    home_stone = cloud.stone_id("Desk lamp")
-    for entry in (init_integration, bob):
-        device = get_device(hass, home_stone, entry.unique_id)
-        assert device is not None
-        assert device.config_entries == {entry.entry_id}
-    bob_devices = dr.async_entries_for_config_entry(device_registry, bob.entry_id)
-    assert {device.name for device in bob_devices} == {
-        "Home",
-        "Living room",
-        "Kitchen",
-        "Bedroom",
-        "Hallway",
-        "Desk lamp",
-        "Ceiling light",
-        "Coffee machine",
-        "Kitchen spots",
-        "Hallway plug",
-        "Crownstone cloud",
-    }
-    ann_devices = dr.async_entries_for_config_entry(device_registry, init_integration.entry_id)
-    assert not {device.id for device in ann_devices} & {device.id for device in bob_devices}
+    assert not _ids(ann_entities) & _ids(bob_entities)
+    assert all(entity.unique_id.startswith(f"{bob.unique_id}_") for entity in bob_entities)
+
+    ann_devices = _devices(hass, ann)
+    bob_devices = _devices(hass, bob)
+    assert set(bob_devices) == HOME_PLACES | HOME_STONES | {"Crownstone cloud"}
+    shared = {name for name in bob_devices if ann_devices[name].id == bob_devices[name].id}
+    assert shared == HOME_STONES
+    desk_lamp_id = cloud.stone_id("Desk lamp")
+    desk_lamp = get_device(hass, desk_lamp_id, ann.unique_id)
+    assert desk_lamp is not None
+    assert desk_lamp == get_device(hass, desk_lamp_id, bob.unique_id)
+    assert desk_lamp.config_entries == {ann.entry_id, bob.entry_id}
+    address = cloud.stone(desk_lamp_id)[1].address
+    assert desk_lamp.connections == {(dr.CONNECTION_BLUETOOTH, address)}
+    # Each account's light of the lamp lives on the device, and both work.
+    lamps = er.async_entries_for_device(er.async_get(hass), desk_lamp.id)
+    assert {lamp.config_entry_id for lamp in lamps} == {ann.entry_id, bob.entry_id}
+    assert all(hass.states.get(lamp.entity_id).state == STATE_ON for lamp in lamps)
+
+    # The lamp is still in the cloud for both: neither may remove it by hand.
+    assert not await async_remove_config_entry_device(hass, ann, desk_lamp)
+    assert not await async_remove_config_entry_device(hass, bob, desk_lamp)
+
+
+async def test_account_leaving_a_shared_sphere(
+    hass: HomeAssistant,
+    cloud: CloudSimulator,
+    init_integration: MockConfigEntry,
+    bob: MockConfigEntry,
+) -> None:
+    """Bob taken out of Home lets go of its devices; Ann keeps them, as they were."""
+    ann = init_integration
+    ann_before = _entities(hass, ann)
+    ann_devices_before = _devices(hass, ann)
+
+    cloud.remove_user(cloud.sphere_id("Home"), bob.unique_id)
+    await async_poll(hass)
+
+    # Only the account's cloud service, with its live updates entity, is left to Bob.
+    assert set(_devices(hass, bob)) == {"Crownstone cloud"}
+    assert len(_entities(hass, bob)) == 1
+    assert _entities(hass, ann) == ann_before
+    assert _devices(hass, ann).keys() == ann_devices_before.keys()
+    desk_lamp = _devices(hass, ann)["Desk lamp"]
+    assert desk_lamp.id == ann_devices_before["Desk lamp"].id
+    assert desk_lamp.config_entries == {ann.entry_id}
+    assert desk_lamp.name == "Desk lamp"
+    assert hass.states.get("light.desk_lamp").state == STATE_ON
+    # Bob's identifier stays on Ann's device: Bob no longer sees the lamp, Ann still does.
+    assert await async_remove_config_entry_device(hass, bob, desk_lamp)
+    assert not await async_remove_config_entry_device(hass, ann, desk_lamp)
+
+
+async def test_removing_one_of_two_accounts(
+    hass: HomeAssistant, init_integration: MockConfigEntry, bob: MockConfigEntry
+) -> None:
+    """Unloading or removing Bob's account leaves Ann's devices and entities intact."""
+    ann = init_integration
+    ann_entities = _entities(hass, ann)
+    ann_devices = {device.id for device in _devices(hass, ann).values()}
+
+    assert await hass.config_entries.async_unload(bob.entry_id)
+    await hass.async_block_till_done()
+    assert _entities(hass, ann) == ann_entities
+    assert all(
+        hass.states.get(entity.entity_id).state != STATE_UNAVAILABLE
+        for entity in ann_entities
+        if not entity.disabled
+    )
+
+    assert await hass.config_entries.async_remove(bob.entry_id)
+    await hass.async_block_till_done()
+    assert not _entities(hass, bob)
+    assert _entities(hass, ann) == ann_entities
+    assert {device.id for device in _devices(hass, ann).values()} == ann_devices
+    assert all(device.config_entries == {ann.entry_id} for device in _devices(hass, ann).values())
+    assert hass.states.get("light.desk_lamp").state == STATE_ON
