@@ -158,6 +158,7 @@ class CrownstoneLiveUpdatesBinarySensorEntity(CrownstoneEntity, BinarySensorEnti
                 entry_type=DeviceEntryType.SERVICE,
                 identifiers={coordinator.device_identifier(ACCOUNT_OBJECT_ID)},
                 manufacturer=MANUFACTURER,
+                model="Cloud account",
                 name="Crownstone cloud",
             ),
         )

@@ -258,6 +258,7 @@ class Forwarder:
         self._reported: dict[str, Any] | None = None
         self._report_task: asyncio.Task[None] | None = None
         self._report_again = False
+        self._restart_task: asyncio.Task[None] | None = None
         self._integration_version = ""
         self._tasks: set[asyncio.Task[None]] = set()
         self._unsub_stop: CALLBACK_TYPE | None = None
@@ -376,16 +377,21 @@ class Forwarder:
 
     @callback
     def _async_check_revoked(self) -> None:
-        if self.client is not None and isinstance(
-            self.client.last_error, RegistrationTokenRevokedError
+        if (
+            self.client is not None
+            and isinstance(self.client.last_error, RegistrationTokenRevokedError)
+            and self._restart_task is None
         ):
             # The client gave up and forgot its credentials; starting again asks for approval
             # (the outbox and its backlog stay).
             async_raise_issue(self.hass, self.entry, ForwarderIssue.REGISTRATION_REVOKED)
-            self._async_create_task(self._async_restart(), "restart")
+            self._restart_task = self._async_create_task(self._async_restart(), "restart")
 
     async def _async_restart(self) -> None:
-        await self._async_detach()
+        try:
+            await self._async_detach()
+        finally:
+            self._restart_task = None
         await self._async_connect()
 
     @callback
@@ -488,7 +494,6 @@ class Forwarder:
 
     @callback
     def _async_refresh_stats(self, _now: datetime | None = None) -> None:
-        self._async_check_revoked()
         if self.client is None:
             return
         stats = self.client.stats

@@ -24,7 +24,14 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--mqtt-port", type=int, default=DEFAULT_MQTT_PORT)
     parser.add_argument("--control-port", type=int, default=0, help="plain-HTTP control page")
     parser.add_argument("--data-dir", type=Path, help="kept between runs (default: a temp dir)")
-    parser.add_argument("--auto-approve", action="store_true")
+    parser.add_argument(
+        "--auto-approve",
+        nargs="?",
+        type=float,
+        const=0.0,
+        metavar="DELAY",
+        help="approve every provisioning request, DELAY seconds after it arrives (default 0)",
+    )
     parser.add_argument("--provisioning-token")
     parser.add_argument("--workspace-id", default="ws-sim")
     parser.add_argument("--sas-ttl", type=float, default=86400, help="seconds")
@@ -37,7 +44,8 @@ async def _serve(arguments: argparse.Namespace) -> None:
     data_dir = arguments.data_dir or Path(tempfile.mkdtemp(prefix="spotflow-sim-"))
     sim = PlatformSimulator(
         data_dir,
-        auto_approve=arguments.auto_approve,
+        auto_approve=arguments.auto_approve is not None,
+        auto_approve_delay=arguments.auto_approve or 0.0,
         host=arguments.host,
         api_port=arguments.api_port,
         mqtt_port=arguments.mqtt_port,

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, parse_qsl
 
 from amqtt.broker import Broker
 from amqtt.contexts import Action
+from amqtt.errors import ProtocolHandlerError
 from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
 from amqtt.mqtt.publish import PublishPacket
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
@@ -94,6 +95,20 @@ class _HubBroker(Broker):  # type: ignore[misc]
     """amqtt's broker with the two behaviours where Azure IoT Hub differs from a plain broker."""
 
     hub: Hub
+    # One task per TCP connection, from accept to hang-up.
+    connection_tasks: set[asyncio.Task[Any]]
+
+    async def stream_connected(self, reader: Any, writer: Any, listener_name: str) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.connection_tasks.add(task)
+        try:
+            await super().stream_connected(reader, writer, listener_name)
+        except ConnectionError as err:
+            # A device that hangs up (or is cut off by the hub) mid-packet is no fault of ours.
+            _LOGGER.debug("Connection ended: %r", err)
+        finally:
+            self.connection_tasks.discard(task)
 
     async def _handle_client_session(
         self, reader: Any, writer: Any, client_session: Session, *args: Any
@@ -106,6 +121,7 @@ class _HubBroker(Broker):  # type: ignore[misc]
                 await ConnackPacket.build(0, refusal).to_stream(writer)
                 await writer.close()
             return
+        _cancel_quietly(args[0])
         await super()._handle_client_session(reader, writer, client_session, *args)
 
     async def _handle_message_delivery(
@@ -115,6 +131,26 @@ class _HubBroker(Broker):  # type: ignore[misc]
         # between devices (and amqtt would hang up on the `$iothub/...` request topics).
         delivered.result()
         return True
+
+
+def _cancel_quietly(handler: Any) -> None:
+    """Let a packet's handling end as cancelled when its connection goes.
+
+    amqtt cancels the handling of every packet of a connection that ends, and turns the
+    cancellation of a reply still waiting to be written into a ProtocolHandlerError that nobody
+    retrieves: asyncio then logs it as an error of a task nobody awaited.
+    """
+    send_packet = handler._send_packet
+
+    async def send_packet_or_be_cancelled(packet: Any) -> None:
+        try:
+            await send_packet(packet)
+        except ProtocolHandlerError as err:
+            if isinstance(err.__cause__, asyncio.CancelledError):
+                raise asyncio.CancelledError from None
+            raise
+
+    handler._send_packet = send_packet_or_be_cancelled
 
 
 class Hub:
@@ -158,8 +194,14 @@ class Hub:
             {"listeners": {"default": listener}, "plugins": {_PLUGIN_PATH: {"hub": self}}}
         )
         broker.hub = self
-        await broker.start()
+        broker.connection_tasks = set()
+        # Set first: a device may connect as soon as the listener is bound.
         self._broker = broker
+        try:
+            await broker.start()
+        except BaseException:
+            self._broker = None
+            raise
         # amqtt has no public accessor for the bound port.
         return int(broker._servers["default"].instance.sockets[0].getsockname()[1])
 
@@ -173,6 +215,16 @@ class Hub:
         self._expiry_timers.clear()
         for task in self._replies:
             task.cancel()
+        # A stopped hub accepts nothing more and cuts every connection at once, then lets amqtt
+        # finish each connection's handling before it shuts down. amqtt's own shutdown only ends
+        # the sessions it has registered, and waits forever on a session whose reader task was
+        # created but had not run yet; a device still in its handshake would keep the
+        # listener's `wait_closed` waiting until the device hangs up.
+        for server in broker._servers.values():
+            server.instance.close()
+            server.instance.abort_clients()
+        if broker.connection_tasks:
+            await asyncio.wait(broker.connection_tasks)
         await broker.shutdown()
         if self._replies:
             await asyncio.wait(self._replies)
@@ -211,6 +263,9 @@ class Hub:
 
     def on_connected(self, client_id: str) -> None:
         """Count a connection and drop it when its SAS expires, as the real hub does."""
+        if self._broker is None:
+            # amqtt reports connections from tasks of their own, even after the hub stopped.
+            return
         self.connections[client_id.partition(":")[2]] += 1
         if timer := self._expiry_timers.pop(client_id, None):
             timer.cancel()

@@ -31,6 +31,7 @@ class PlatformSimulator:
         data_dir: Path,
         *,
         auto_approve: bool = False,
+        auto_approve_delay: float = 0.0,
         host: str = "127.0.0.1",
         api_port: int = 0,
         mqtt_port: int = 0,
@@ -55,6 +56,7 @@ class PlatformSimulator:
             "sas_ttl": sas_ttl,
             "operation_ttl": operation_ttl,
             "auto_approve": auto_approve,
+            "auto_approve_delay": auto_approve_delay,
         }
         self._streams = {
             "default_stream_group": default_stream_group,

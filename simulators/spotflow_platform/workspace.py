@@ -160,6 +160,7 @@ class Workspace:
         sas_ttl: float,
         operation_ttl: float,
         auto_approve: bool,
+        auto_approve_delay: float,
         clock: Callable[[], float],
     ) -> None:
         self._store = store
@@ -170,6 +171,7 @@ class Workspace:
         self.sas_ttl = sas_ttl
         self.operation_ttl = operation_ttl
         self.auto_approve = auto_approve
+        self.auto_approve_delay = auto_approve_delay
         self.disabled = False
         self.provisioning_token_revoked = False
         # A data directory reused without a token keeps the one its devices were given.
@@ -225,8 +227,8 @@ class Workspace:
         )
         state = self._operations[operation.id] = _OperationState(operation, expires_at)
         self._store.save_operation(operation.id, state.to_json())
-        if self.auto_approve:
-            self.approve(operation.id)
+        if self.auto_approve and self.auto_approve_delay <= 0:
+            self._approve(state, None)
         self._changes.notify()
         return operation
 
@@ -234,8 +236,17 @@ class Workspace:
         state = self._operations.get(operation_id)
         if state is None:
             raise KeyError(f"no provisioning operation {operation_id!r}")
-        if state.status == "pending" and self._clock() >= state.expires_at:
+        now = self._clock()
+        if state.status == "pending" and now >= state.expires_at:
             state.status = "expired"
+        created_at = state.expires_at - self.operation_ttl
+        if (
+            state.status == "pending"
+            and self.auto_approve
+            and now >= created_at + self.auto_approve_delay
+        ):
+            # Approved late, as a person would: when the device next asks.
+            self._approve(state, None)
         return state
 
     def complete_operation(self, token: str, operation_id: str) -> tuple[str, float] | None:
@@ -268,6 +279,9 @@ class Workspace:
         state = self._operation(operation_id)
         if state.status != "pending":
             raise ValueError(f"operation {operation_id!r} is {state.status}, not pending")
+        self._approve(state, device_id)
+
+    def _approve(self, state: _OperationState, device_id: str | None) -> None:
         final_id = device_id or state.operation.device_id or f"device-{secrets.token_hex(4)}"
         if not DEVICE_ID.fullmatch(final_id):
             raise ValueError(f"invalid device ID {final_id!r}")
@@ -281,7 +295,7 @@ class Workspace:
         state.status = "approved"
         state.device_id = final_id
         state.registration = self._issue_token(final_id)
-        self._store.save_operation(operation_id, state.to_json())
+        self._store.save_operation(state.operation.id, state.to_json())
         self._changes.notify()
 
     def cancel(self, operation_id: str) -> None:

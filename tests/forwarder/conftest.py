@@ -8,12 +8,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from homeassistant.const import CONF_EMAIL, CONF_PASSWORD
 from homeassistant.core import HomeAssistant
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.crownstone_spotflow import forwarder
-from custom_components.crownstone_spotflow.const import DOMAIN
+from custom_components.crownstone_spotflow.const import CONF_CLOUD_URL, CONF_SSE_URL, DOMAIN
 from custom_components.crownstone_spotflow.forwarder import (
     OPTIONS_KEY,
     Forwarder,
@@ -23,6 +24,7 @@ from custom_components.crownstone_spotflow.forwarder import (
     new_outbox_name,
 )
 from custom_components.crownstone_spotflow.spotflow import OutboxConfig
+from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 from simulators.spotflow_platform import PlatformSimulator
 
 DEVICE_ID = "ha-test"
@@ -52,6 +54,15 @@ def auto_approve() -> bool:
 
 
 @pytest.fixture
+async def cloud(hass: HomeAssistant, socket_enabled: None) -> AsyncGenerator[CloudSimulator]:
+    """Run the Crownstone demo home, for tests that set the integration's entry up."""
+    simulator = CloudSimulator(phone_delay=0.01, ping_interval=1.0)
+    await simulator.start(host="127.0.0.1", port=0)
+    yield simulator
+    await simulator.stop()
+
+
+@pytest.fixture
 async def platform(
     hass: HomeAssistant, tmp_path: Path, socket_enabled: None, auto_approve: bool
 ) -> AsyncGenerator[PlatformSimulator]:
@@ -60,6 +71,21 @@ async def platform(
     await simulator.start()
     yield simulator
     await simulator.stop()
+
+
+def demo_account_entry(cloud: CloudSimulator) -> MockConfigEntry:
+    """Return a config entry of the simulator's demo account, not yet added."""
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title="Crownstone (test)",
+        unique_id=cloud.user_id(DEMO_EMAIL),
+        data={
+            CONF_EMAIL: DEMO_EMAIL,
+            CONF_PASSWORD: DEMO_PASSWORD,
+            CONF_CLOUD_URL: cloud.url,
+            CONF_SSE_URL: cloud.sse_url,
+        },
+    )
 
 
 def forwarder_options(platform: PlatformSimulator, entry_id: str, **changes: Any) -> dict[str, Any]:

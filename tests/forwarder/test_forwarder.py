@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -157,3 +158,38 @@ async def test_restart_with_backlog(
     assert found[300]["snapshot"] is True
     assert found[300]["seq"] == 301
     assert restarted.stats is not None
+
+
+class Odd:
+    """An attribute value orjson cannot encode."""
+
+    def __str__(self) -> str:
+        return "odd"
+
+
+async def test_odd_attributes_renames_and_stop(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    platform: PlatformSimulator,
+    start_forwarder: Callable[..., Any],
+) -> None:
+    """An odd attribute costs only itself; a renamed entity is decided again; stopping Home
+    Assistant stops the forwarder."""
+    lamp = own_entity(hass, entry, "lamp")
+    forwarder = await start_forwarder()
+    hass.states.async_set(lamp, "on", {"odd": Odd(), "brightness": 3})
+    hass.states.async_set("light.renamed", "on")  # not this entry's (yet): not mirrored
+    hass.states.async_remove("light.renamed")
+    er.async_get(hass).async_update_entity(lamp, new_entity_id="light.renamed")
+    await hass.async_block_till_done()
+    hass.states.async_set("light.renamed", "off")
+    found = await wait_for_records(platform, lambda found: len(found) >= 2)
+    assert [(r["entity_id"], r["state"]) for r in found] == [
+        (lamp, "on"),
+        ("light.renamed", "off"),
+    ]
+    assert found[0]["attributes"] == {"odd": "odd", "brightness": 3}
+
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
+    await hass.async_block_till_done()
+    assert forwarder.client is None

@@ -9,18 +9,16 @@ from typing import Any
 from unittest.mock import patch
 
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import CONF_EMAIL, CONF_PASSWORD
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.crownstone_spotflow.const import CONF_CLOUD_URL, CONF_SSE_URL, DOMAIN
 from custom_components.crownstone_spotflow.forwarder import OPTIONS_KEY, outbox_path
-from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
+from simulators.crownstone_cloud import CloudSimulator
 from simulators.spotflow_platform import PlatformSimulator
 
-from .conftest import forwarder_options, wait_for
+from .conftest import demo_account_entry, forwarder_options, wait_for
 
 
 @pytest.fixture
@@ -30,30 +28,11 @@ def auto_approve() -> bool:
 
 
 @pytest.fixture
-async def cloud(hass: HomeAssistant, socket_enabled: None) -> AsyncGenerator[CloudSimulator]:
-    """Run the demo home, so reloading the entry after the flow works for real."""
-    simulator = CloudSimulator(phone_delay=0.01, ping_interval=1.0)
-    await simulator.start(host="127.0.0.1", port=0)
-    yield simulator
-    await simulator.stop()
-
-
-@pytest.fixture
 async def loaded_entry(
     hass: HomeAssistant, cloud: CloudSimulator, platform: PlatformSimulator
 ) -> AsyncGenerator[MockConfigEntry]:
     """Return the demo account's entry, set up (without platforms, for speed)."""
-    entry = MockConfigEntry(
-        domain=DOMAIN,
-        title="Crownstone (test)",
-        unique_id=cloud.user_id(DEMO_EMAIL),
-        data={
-            CONF_EMAIL: DEMO_EMAIL,
-            CONF_PASSWORD: DEMO_PASSWORD,
-            CONF_CLOUD_URL: cloud.url,
-            CONF_SSE_URL: cloud.sse_url,
-        },
-    )
+    entry = demo_account_entry(cloud)
     entry.add_to_hass(hass)
     with patch("custom_components.crownstone_spotflow.PLATFORMS", []):
         assert await hass.config_entries.async_setup(entry.entry_id)

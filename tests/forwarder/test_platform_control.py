@@ -77,6 +77,9 @@ async def test_desired_pause_filter_and_reported(
         lambda: forwarder.desired.values["entityFilter"] == {"include_entities": 5}
         and forwarder.platform_filter is None
     )
+    platform.set_desired(DEVICE_ID, {"entityFilter": ["sensor.chosen"]})
+    await wait_for(lambda: forwarder.desired.values["entityFilter"] == ["sensor.chosen"])
+    assert forwarder.platform_filter is None
 
 
 async def test_backlog_over_bound_is_an_issue_until_delivered(

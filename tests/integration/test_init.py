@@ -199,9 +199,14 @@ async def test_account_leaving_a_shared_sphere(
     init_integration: MockConfigEntry,
     bob: MockConfigEntry,
 ) -> None:
-    """Bob taken out of Home lets go of its devices; Ann keeps them, as they were."""
+    """Bob taken out of Home lets go of its devices; Ann keeps them, as they were.
+
+    Ann only loses the entity that showed whether Bob was in Home.
+    """
     ann = init_integration
-    ann_before = _entities(hass, ann)
+    bob_in_home = "binary_sensor.home_bob_member_present"
+    ann_before = [entity for entity in _entities(hass, ann) if entity.entity_id != bob_in_home]
+    assert er.async_get(hass).async_get(bob_in_home).config_entry_id == ann.entry_id
     ann_devices_before = _devices(hass, ann)
 
     cloud.remove_user(cloud.sphere_id("Home"), bob.unique_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+import contextlib
 import json
 from pathlib import Path
 import re
@@ -349,6 +350,23 @@ async def test_auto_approve_names_a_device(tmp_path: Path, http: aiohttp.ClientS
         await sim.stop()
 
 
+async def test_auto_approve_after_a_delay(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """A delayed approval leaves the verification code on screen for a while, as in real life."""
+    sim = PlatformSimulator(tmp_path, auto_approve=True, auto_approve_delay=0.5)
+    await sim.start()
+    try:
+        api = Api(http, sim)
+        _, operation = await api.init()
+        operation_id = operation["provisioningOperationId"]
+        assert (await api.complete(operation_id))[0] == 202
+        assert [pending.id for pending in sim.pending_operations()] == [operation_id]
+        await asyncio.sleep(0.5)
+        assert (await api.complete(operation_id))[0] == 200
+        assert not sim.pending_operations()
+    finally:
+        await sim.stop()
+
+
 async def test_refresh_and_its_refusals(sim: PlatformSimulator, api: Api) -> None:
     token = await api.provision()
     status, refreshed = await api.refresh(token)
@@ -597,6 +615,23 @@ async def test_broker_restart_keeps_port_and_data(
     await again.publish(again.events_topic("batch-id=b&message-id=2"), b"after")
     assert [m.payload for m in sim.messages()] == [b"before", b"after"]
     assert sim.duplicate_count == 1
+
+
+async def test_broker_stop_cuts_connections_not_yet_established(
+    sim: PlatformSimulator,
+) -> None:
+    """Neither a device in its TLS handshake nor one yet to send CONNECT holds the stop up."""
+    _, in_handshake = await asyncio.open_connection("127.0.0.1", sim.mqtt_port)
+    tls = ssl.create_default_context(cafile=sim.ca_file)
+    reader, before_connect = await asyncio.open_connection("127.0.0.1", sim.mqtt_port, ssl=tls)
+    async with asyncio.timeout(TIMEOUT):
+        await sim.stop_broker()
+        with contextlib.suppress(ConnectionResetError):  # the hub cuts, it does not hang up
+            assert await reader.read() == b""
+    for writer in (in_handshake, before_connect):
+        writer.close()
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            await writer.wait_closed()
 
 
 async def test_data_dir_survives_a_restart(tmp_path: Path, http: aiohttp.ClientSession) -> None:

@@ -205,14 +205,17 @@ async def test_twin_failures(
     await _until(lambda: client.get_desired_properties().version == version)
     await client.close()
 
-    sim.inject_twin_faults(None)  # unanswered: the session times out and reconnects
+    sim.inject_twin_faults(None)  # unanswered: asked again later, delivery goes on meanwhile
     sim.inject_twin_faults(500)  # answered with an error: the session goes on
     client = await start_client()
-    await sim.wait_for_connection("dev-1", count=3)
+    await client.create_stream_sender().enqueue_record(b'{"during": "twin timeout"}')
+    await sim.wait_for_messages(1)
     await _until(lambda: "Twin request failed (status 500" in caplog.text)
+    assert "The device twin did not answer" in caplog.text
+    assert sim.connection_count("dev-1") == 2
     sim.inject_twin_faults(200, body=b"{not json")
     sim.drop_connection("dev-1")
-    await sim.wait_for_connection("dev-1", count=4)
+    await sim.wait_for_connection("dev-1", count=3)
     await _until(lambda: "Twin request failed (status 200" in caplog.text)
     assert client.connected
     assert client.get_desired_properties() == DesiredProperties(version, {"mode": "eco"})

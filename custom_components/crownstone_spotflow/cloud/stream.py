@@ -180,10 +180,10 @@ class CrownstoneEventStream:
         token = self._cloud.access_token
         assert token is not None  # a successful login always leaves a token
         self._token = token
-        loop = asyncio.get_running_loop()
         _LOGGER.debug("Opening event stream %s", URL(self._sse_url).with_query(None))
+        watchdog = _SilenceWatchdog(self._liveness)
         async with (
-            asyncio.timeout(self._liveness) as deadline,
+            watchdog,
             self._session.get(
                 self._sse_url,
                 params={"accessToken": token, "projectName": self._project_name},
@@ -197,7 +197,7 @@ class CrownstoneEventStream:
                 raise CrownstoneConnectionError(f"Event stream answered HTTP {response.status}")
             data_lines: list[str] = []
             async for raw_line in response.content:
-                deadline.reschedule(loop.time() + self._liveness)
+                watchdog.heard()
                 line = raw_line.decode(errors="replace").rstrip("\r\n")
                 if line:
                     # Only data lines carry anything; the server sends no id or event fields.
@@ -268,6 +268,51 @@ def _subscribe[T](listeners: list[T], listener: T) -> Callable[[], None]:
         listeners.remove(listener)
 
     return unsubscribe
+
+
+class _SilenceWatchdog:
+    """Ends the enclosed block with TimeoutError once nothing was heard for `limit` seconds.
+
+    Unlike an asyncio.timeout rescheduled on every line, a line costs no timer, and the silence
+    is measured when the timer fires: a timer run early (as tests do to move the clock) does not
+    end a stream that is alive.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self._limit = limit
+        self._loop = asyncio.get_running_loop()
+        self._last_heard = self._loop.time()
+        self._task: asyncio.Task[object] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._expired = False
+
+    def heard(self) -> None:
+        self._last_heard = self._loop.time()
+
+    async def __aenter__(self) -> None:
+        self._task = asyncio.current_task()
+        self._arm()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._expired and exc_type is asyncio.CancelledError:
+            assert self._task is not None
+            if self._task.uncancel() == 0:
+                raise TimeoutError("The event stream went silent") from exc
+
+    def _arm(self) -> None:
+        self._timer = self._loop.call_at(self._last_heard + self._limit, self._check)
+
+    def _check(self) -> None:
+        if self._loop.time() - self._last_heard < self._limit:
+            self._arm()
+            return
+        self._expired = True
+        assert self._task is not None
+        self._task.cancel()
 
 
 def _notify[T](listeners: Sequence[Callable[[T], None]], value: T) -> None:

@@ -62,6 +62,10 @@ def _renewal_time(registration: Registration) -> datetime:
     return registration.sas_expiration - min(timedelta(minutes=5), max(lifetime, timedelta()) / 10)
 
 
+class _TwinTimeoutError(SpotflowConnectionError):
+    """The hub did not answer a twin request in time."""
+
+
 def _ssl_context(ca_file: str | Path | None) -> ssl.SSLContext:
     context = ssl.create_default_context()
     if ca_file is not None:
@@ -367,6 +371,8 @@ class DeviceClient:
         for task in self._tasks:
             if task is not asyncio.current_task():
                 task.cancel()
+        # Usually already disconnected: listeners hear it again, now with `last_error` set.
+        self._connected = True
         self._set_connected(False)
 
     # Connection
@@ -463,27 +469,41 @@ class DeviceClient:
         while True:
             await self._twin_work.wait()
             self._twin_work.clear()
-            if self._refetch_desired:
-                self._refetch_desired = False
+            try:
+                await self._sync_twin(session)
+            except _TwinTimeoutError:
+                # Stream messages keep flowing meanwhile: the twin is never a reason to hold
+                # delivery back or to hang up. What was not done is asked again later.
+                _LOGGER.warning("The device twin did not answer; asking again later")
+                self._twin_work.set()
+                await asyncio.sleep(self._retry_interval)
+
+    async def _sync_twin(self, session: MqttSession) -> None:
+        if self._refetch_desired:
+            self._refetch_desired = False
+            try:
                 status, body = await self._twin_request(session, topics.twin_get_topic, b"")
-                if (desired := _twin_desired(body) if status == 200 else None) is None:
-                    # The stored properties stay; the next connection asks again.
-                    _LOGGER.warning("Twin request failed (status %d or malformed answer)", status)
-                else:
-                    self._apply_desired(desired)
-            if self._desired_dirty:
-                self._desired_dirty = False
-                document = {"$version": self._desired.version, **self._desired.values}
-                await self._save({"desired": json.dumps(document)})
-            for seq, patch in await self._run(self._store.pending_reported):
-                status, _ = await self._twin_request(
-                    session, topics.twin_reported_topic, json.dumps(patch).encode()
-                )
-                if status not in (200, 204):
-                    # A patch the platform refuses would be refused forever: log and drop it.
-                    _LOGGER.warning("Reported properties refused with status %d", status)
-                await self._run(self._store.delete_reported, seq)
-                self._pending_reported -= 1
+            except _TwinTimeoutError:
+                self._refetch_desired = True
+                raise
+            if (desired := _twin_desired(body) if status == 200 else None) is None:
+                # The stored properties stay; the next connection asks again.
+                _LOGGER.warning("Twin request failed (status %d or malformed answer)", status)
+            else:
+                self._apply_desired(desired)
+        if self._desired_dirty:
+            self._desired_dirty = False
+            document = {"$version": self._desired.version, **self._desired.values}
+            await self._save({"desired": json.dumps(document)})
+        for seq, patch in await self._run(self._store.pending_reported):
+            status, _ = await self._twin_request(
+                session, topics.twin_reported_topic, json.dumps(patch).encode()
+            )
+            if status not in (200, 204):
+                # A patch the platform refuses would be refused forever: log and drop it.
+                _LOGGER.warning("Reported properties refused with status %d", status)
+            await self._run(self._store.delete_reported, seq)
+            self._pending_reported -= 1
 
     async def _twin_request(
         self, session: MqttSession, topic: Callable[[int], str], payload: bytes
@@ -497,7 +517,7 @@ class DeviceClient:
                 await session.publish(topic(request_id), payload)
                 return await response
         except TimeoutError as err:
-            raise SpotflowConnectionError("The device twin did not answer") from err
+            raise _TwinTimeoutError("The device twin did not answer") from err
         finally:
             self._twin_requests.pop(request_id, None)
 
@@ -545,7 +565,10 @@ class DeviceClient:
         return self._connected
 
     def add_connection_listener(self, listener: Callable[[bool], None]) -> Callable[[], None]:
-        """Call `listener(connected)` on every change; returns a function that removes it."""
+        """Call `listener(connected)` on every change; returns a function that removes it.
+
+        When the device stops for good (see `last_error`), listeners hear `False` once more.
+        """
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 

@@ -4,6 +4,10 @@ paho's socket callbacks register the socket with the loop (`add_reader`/`add_wri
 Assistant's own MQTT client does, so reads, writes and acknowledgements all happen on the loop;
 only the blocking TCP connect and TLS handshake run in an executor thread. Each session uses a
 fresh paho client: paho's in-memory queue is never the source of truth, the outbox database is.
+
+paho runs its callbacks holding a non-reentrant lock that closing its socket takes as well, so a
+paho callback here only records what happened and defers everything else (closing, the owner's
+message handler) to the loop with `call_soon`, keeping their order.
 """
 
 from __future__ import annotations
@@ -148,10 +152,7 @@ class MqttSession:
         self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
         _LOGGER.debug("MQTT connection closed: %s", reason)
-        self._finish(
-            SpotflowConnectionError("The connection to the Spotflow broker was lost"),
-            close_socket=False,
-        )
+        self._loop.call_soon(self._connection_lost)
 
     def _on_publish(
         self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any
@@ -167,10 +168,13 @@ class MqttSession:
     def _on_paho_message(
         self, client: paho.Client, userdata: Any, message: paho.MQTTMessage
     ) -> None:
+        self._loop.call_soon(self._deliver, message.topic, message.payload)
+
+    def _deliver(self, topic: str, payload: bytes) -> None:
         try:
-            self._on_message(message.topic, message.payload)
+            self._on_message(topic, payload)
         except Exception:
-            _LOGGER.exception("Error handling a message on %s", message.topic)
+            _LOGGER.exception("Error handling a message on %s", topic)
 
     def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         self._loop.call_soon_threadsafe(self._watch_socket, sock)
@@ -217,18 +221,18 @@ class MqttSession:
             self._misc_timer = self._loop.call_later(_MISC_INTERVAL, self._misc)
 
     def _connection_lost(self) -> None:
-        # paho already reported the disconnect; make sure our side is closed too.
+        # The session is over: fail what waits on it and close our side of the socket.
         self._finish(SpotflowConnectionError("The connection to the Spotflow broker was lost"))
 
-    def _finish(self, error: SpotflowConnectionError, *, close_socket: bool = True) -> None:
-        # Inside paho's callbacks paho holds its callback lock and closes the socket itself.
+    def _finish(self, error: SpotflowConnectionError) -> None:
+        # Never called from within a paho callback: closing the socket takes paho's callback lock.
         if not self._connack.done():
             self._connack.set_exception(error)
             self._connack.exception()  # retrieved: connect() reports its own error
         if self._misc_timer is not None:
             self._misc_timer.cancel()
             self._misc_timer = None
-        if close_socket and (sock := self._client.socket()):
+        if sock := self._client.socket():
             with suppress(ValueError, OSError):
                 self._loop.remove_reader(sock)
                 self._loop.remove_writer(sock)
