@@ -23,7 +23,7 @@ from unittest.mock import patch
 
 from aiohttp import ThreadedResolver
 from homeassistant import loader
-from homeassistant.const import CONF_EMAIL, CONF_PASSWORD
+from homeassistant.const import CONF_EMAIL
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.event import async_track_state_change_event
@@ -32,7 +32,13 @@ from pytest_homeassistant_custom_component.common import (
     async_test_home_assistant,
 )
 
-from custom_components.crownstone_spotflow.const import CONF_CLOUD_URL, CONF_SSE_URL, DOMAIN
+from custom_components.crownstone_spotflow.cloud import hash_password
+from custom_components.crownstone_spotflow.const import (
+    CONF_CLOUD_URL,
+    CONF_PASSWORD_SHA1,
+    CONF_SSE_URL,
+    DOMAIN,
+)
 from simulators.crownstone_cloud import (
     DEMO_EMAIL,
     DEMO_PASSWORD,
@@ -81,10 +87,11 @@ async def _measure(hass: HomeAssistant, sim: CloudSimulator, changes: int) -> di
         unique_id=sim.user_id(DEMO_EMAIL),
         data={
             CONF_EMAIL: DEMO_EMAIL,
-            CONF_PASSWORD: DEMO_PASSWORD,
+            CONF_PASSWORD_SHA1: hash_password(DEMO_PASSWORD),
             CONF_CLOUD_URL: sim.url,
             CONF_SSE_URL: sim.sse_url,
         },
+        minor_version=2,
     )
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from homeassistant.const import Platform
+from homeassistant.const import CONF_PASSWORD, Platform
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 
-from .const import DOMAIN
+from .cloud import hash_password
+from .const import CONF_PASSWORD_SHA1, DOMAIN, LOGGER
 from .coordinator import CrownstoneConfigEntry, CrownstoneDataUpdateCoordinator
 from .forwarder import async_remove_forwarder, async_setup_forwarder, async_unload_forwarder
 
@@ -35,10 +36,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: CrownstoneConfigEntry) -
                 if cloud_id in names
             ]
             if not current:
-                # Only let go: another account sharing the sphere may still have the device.
-                device_registry.async_update_device(
-                    device.id, remove_config_entry_id=entry.entry_id
-                )
+                _async_let_go(device_registry, device, entry.entry_id)
             elif device.name != current[0]:
                 # Renamed in the Crownstone app; a name given in Home Assistant still wins.
                 device_registry.async_update_device(device.id, name=current[0])
@@ -47,8 +45,27 @@ async def async_setup_entry(hass: HomeAssistant, entry: CrownstoneConfigEntry) -
     entry.async_on_unload(coordinator.async_add_listener(_async_update_devices))
 
     await async_setup_forwarder(hass, entry)
-    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
-    await coordinator.async_start_push()
+    try:
+        await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+        await coordinator.async_start_push()
+    except BaseException:
+        # A failed setup is not unloaded: the forwarder must not outlive it (and a retry would
+        # open its outbox a second time).
+        await async_unload_forwarder(hass, entry)
+        raise
+    return True
+
+
+async def async_migrate_entry(hass: HomeAssistant, entry: CrownstoneConfigEntry) -> bool:
+    """Replace the clear password that entries of version 1.1 kept with its sha1."""
+    if entry.version > 1:
+        # Made by a newer release: its data may mean something this one does not know.
+        return False
+    if entry.minor_version < 2:
+        data = {key: value for key, value in entry.data.items() if key != CONF_PASSWORD}
+        data[CONF_PASSWORD_SHA1] = hash_password(entry.data[CONF_PASSWORD])
+        hass.config_entries.async_update_entry(entry, data=data, minor_version=2)
+        LOGGER.debug("Migrated %s to version 1.2: only the password's hash is kept", entry.title)
     return True
 
 
@@ -72,6 +89,19 @@ async def async_remove_config_entry_device(
     return device.entry_type is not dr.DeviceEntryType.SERVICE and not (
         _device_cloud_ids(device, coordinator.account_id) & coordinator.cloud_names().keys()
     )
+
+
+@callback
+def _async_let_go(
+    device_registry: dr.DeviceRegistry, device: dr.DeviceEntry, entry_id: str
+) -> None:
+    """Remove the entry from a device the account no longer sees."""
+    # From Home Assistant 2026.8 a device belongs to one config entry (`config_entry_id`).
+    # Before, accounts sharing a sphere share its devices: only let go of one still shared.
+    if getattr(device, "config_entry_id", None) is not None or device.config_entries == {entry_id}:
+        device_registry.async_remove_device(device.id)
+    else:
+        device_registry.async_update_device(device.id, remove_config_entry_id=entry_id)
 
 
 def _device_cloud_ids(device: dr.DeviceEntry, account_id: str) -> set[str]:

@@ -26,8 +26,16 @@ from .cloud import (
     CrownstoneEmailNotVerifiedError,
     CrownstoneInvalidResponseError,
     CrownstoneUnknownError,
+    hash_password,
 )
-from .const import CONF_CLOUD_URL, CONF_SSE_URL, DOMAIN, LOGGER, SECTION_ADVANCED
+from .const import (
+    CONF_CLOUD_URL,
+    CONF_PASSWORD_SHA1,
+    CONF_SSE_URL,
+    DOMAIN,
+    LOGGER,
+    SECTION_ADVANCED,
+)
 from .forwarder_options import ForwarderOptionsFlow
 
 _PASSWORD_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
@@ -61,11 +69,11 @@ def _without_password(user_input: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in user_input.items() if key != CONF_PASSWORD}
 
 
-def _entry_data(user_input: Mapping[str, Any], password: str) -> dict[str, Any]:
+def _entry_data(user_input: Mapping[str, Any], password_sha1: str) -> dict[str, Any]:
     """Flatten the form's advanced section into the entry data."""
     return {
         CONF_EMAIL: user_input[CONF_EMAIL],
-        CONF_PASSWORD: password,
+        CONF_PASSWORD_SHA1: password_sha1,
         CONF_CLOUD_URL: user_input[SECTION_ADVANCED][CONF_CLOUD_URL],
         CONF_SSE_URL: user_input[SECTION_ADVANCED][CONF_SSE_URL],
     }
@@ -74,11 +82,12 @@ def _entry_data(user_input: Mapping[str, Any], password: str) -> dict[str, Any]:
 class CrownstoneConfigFlow(ConfigFlow, domain=DOMAIN):
     """Set up a Crownstone account.
 
-    The cloud hands out no refresh token, so the password is kept in the entry data to log in
-    again when an access token expires.
+    The cloud hands out no refresh token, so the entry keeps what logging in again needs when
+    an access token expires: the sha1 of the password, which is all the cloud ever sees.
     """
 
     VERSION = 1
+    MINOR_VERSION = 2
 
     @staticmethod
     @callback
@@ -96,8 +105,8 @@ class CrownstoneConfigFlow(ConfigFlow, domain=DOMAIN):
         """
         cloud = CrownstoneCloud(
             data[CONF_EMAIL],
-            data[CONF_PASSWORD],
-            async_get_clientsession(self.hass),
+            websession=async_get_clientsession(self.hass),
+            password_sha1=data[CONF_PASSWORD_SHA1],
             base_url=data[CONF_CLOUD_URL],
         )
         try:
@@ -122,7 +131,7 @@ class CrownstoneConfigFlow(ConfigFlow, domain=DOMAIN):
         """Ask for the account."""
         errors: dict[str, str] = {}
         if user_input is not None:
-            data = _entry_data(user_input, user_input[CONF_PASSWORD])
+            data = _entry_data(user_input, hash_password(user_input[CONF_PASSWORD]))
             if user_id := await self._async_login(data, errors):
                 await self.async_set_unique_id(user_id)
                 self._abort_if_unique_id_configured()
@@ -148,7 +157,7 @@ class CrownstoneConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         entry = self._get_reauth_entry()
         if user_input is not None:
-            data = {**entry.data, CONF_PASSWORD: user_input[CONF_PASSWORD]}
+            data = {**entry.data, CONF_PASSWORD_SHA1: hash_password(user_input[CONF_PASSWORD])}
             if user_id := await self._async_login(data, errors, email_field="base"):
                 await self.async_set_unique_id(user_id)
                 self._abort_if_unique_id_mismatch(reason="wrong_account")
@@ -169,8 +178,10 @@ class CrownstoneConfigFlow(ConfigFlow, domain=DOMAIN):
         entry = self._get_reconfigure_entry()
         if user_input is not None:
             # An empty password keeps the stored one, so changing a URL needs no password.
-            password = user_input.get(CONF_PASSWORD) or entry.data[CONF_PASSWORD]
-            data = _entry_data(user_input, password)
+            password = user_input.get(CONF_PASSWORD)
+            data = _entry_data(
+                user_input, hash_password(password) if password else entry.data[CONF_PASSWORD_SHA1]
+            )
             if user_id := await self._async_login(data, errors):
                 await self.async_set_unique_id(user_id)
                 self._abort_if_unique_id_mismatch(reason="wrong_account")

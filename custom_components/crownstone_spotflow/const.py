@@ -11,6 +11,8 @@ LOGGER = logging.getLogger(__package__)
 
 MANUFACTURER: Final = "Crownstone"
 
+# The cloud takes the sha1 of the password at login; the clear password is never stored.
+CONF_PASSWORD_SHA1: Final = "password_sha1"
 CONF_CLOUD_URL: Final = "cloud_url"
 CONF_SSE_URL: Final = "sse_url"
 SECTION_ADVANCED: Final = "advanced"

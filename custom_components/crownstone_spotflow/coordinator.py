@@ -10,7 +10,7 @@ from datetime import datetime
 from functools import partial
 
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.const import CONF_EMAIL, CONF_PASSWORD, EVENT_HOMEASSISTANT_STOP
+from homeassistant.const import CONF_EMAIL, EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import CALLBACK_TYPE, Event as HassEvent, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
@@ -33,6 +33,7 @@ from .cloud import (
 )
 from .const import (
     CONF_CLOUD_URL,
+    CONF_PASSWORD_SHA1,
     CONF_SSE_URL,
     DOMAIN,
     LOGGER,
@@ -103,8 +104,8 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
         self.account_id = entry.unique_id or entry.entry_id
         self.cloud = CrownstoneCloud(
             entry.data[CONF_EMAIL],
-            entry.data[CONF_PASSWORD],
-            async_get_clientsession(hass),
+            websession=async_get_clientsession(hass),
+            password_sha1=entry.data[CONF_PASSWORD_SHA1],
             base_url=entry.data[CONF_CLOUD_URL],
         )
         # It shares the cloud's session and login.
@@ -115,6 +116,9 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
         self._stream_was_up = False
         self._stale: set[StalePart] = set()
         self._stale_reader: asyncio.Task[None] | None = None
+        # A read may answer with what the cloud knew before the events heard meanwhile.
+        self._reads = 0
+        self._heard_while_reading: list[Event] = []
         self._unsub_hass_stop: CALLBACK_TYPE | None = None
         super().__init__(
             hass,
@@ -130,7 +134,7 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
         Users are read with a sphere new to the account, and again when presence names a
         stranger or the stream says they changed, not on every poll.
         """
-        with _translated_errors():
+        with _translated_errors(), self._events_replayed_after_read():
             await self.cloud.async_synchronize()
         if self.stream.connected and not self._sphere_ids() <= self._streamed_spheres:
             LOGGER.debug("New sphere: reopening the event stream to hear its events")
@@ -160,6 +164,8 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
     async def _async_reopen_stream(self) -> None:
         # What happens meanwhile is read again once the stream says it is back.
         await self.stream.stop()
+        # A stopped stream tells no listener: poll as without a stream until it is back.
+        self._async_stream_connection_changed(False)
         await self.stream.start()
 
     @callback
@@ -193,6 +199,8 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
         if isinstance(event, SwitchStateUpdateEvent):
             # The stone's own report ends the wait for a command, whatever it says.
             self._forget_pending(event.crownstone_id)
+        if self._reads:
+            self._heard_while_reading.append(event)
         if apply_event(self.data, event):
             self.async_update_listeners()
         if (part := stale_part(self.data, event)) is not None:
@@ -222,14 +230,32 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
         """Read one kind of item of a sphere (changes of spheres cause a full refresh instead)."""
         if (sphere := self.sphere(sphere_id)) is None:
             return
-        if sub_type is DataChangeSubType.STONES:
-            await sphere.crownstones.async_update_crownstone_data()
-        elif sub_type is DataChangeSubType.LOCATIONS:
-            await sphere.locations.async_update_location_data()
-            # A new room's people, and those of a removed one.
-            await sphere.async_update_sphere_presence()
-        else:
-            await sphere.users.async_update_user_data()
+        with self._events_replayed_after_read():
+            if sub_type is DataChangeSubType.STONES:
+                await sphere.crownstones.async_update_crownstone_data()
+            elif sub_type is DataChangeSubType.LOCATIONS:
+                await sphere.locations.async_update_location_data()
+                # A new room's people, and those of a removed one.
+                await sphere.async_update_sphere_presence()
+            else:
+                await sphere.users.async_update_user_data()
+
+    @contextmanager
+    def _events_replayed_after_read(self) -> Iterator[None]:
+        """Apply the events heard during a read again once it is over.
+
+        The cloud may have answered before those events happened: without this, a lamp switched
+        during a poll would show its old state until the next poll.
+        """
+        self._reads += 1
+        try:
+            yield
+        finally:
+            self._reads -= 1
+            if not self._reads:
+                heard, self._heard_while_reading = self._heard_while_reading, []
+                for event in heard:
+                    apply_event(self.cloud.cloud_data, event)
 
     @callback
     def async_update_listeners(self) -> None:

@@ -5,16 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from homeassistant.components.diagnostics import async_redact_data
-from homeassistant.const import CONF_EMAIL, CONF_PASSWORD
+from homeassistant.const import CONF_EMAIL
 from homeassistant.core import HomeAssistant
 
 from .cloud import Crownstone, Location, Sphere, User
+from .const import CONF_PASSWORD_SHA1
 from .coordinator import CrownstoneConfigEntry
 from .forwarder import async_get_forwarder_diagnostics
 
 TO_REDACT = {
     CONF_EMAIL,
-    CONF_PASSWORD,
+    CONF_PASSWORD_SHA1,
     "first_name",
     "last_name",
     "mac_address",

@@ -16,6 +16,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .cloud import (
     MIN_BRIGHTNESS,
     Crownstone,
+    CrownstoneConnectionError,
     CrownstoneCredentialsError,
     CrownstoneError,
     Location,
@@ -52,9 +53,15 @@ def crownstone_exception_handler[_FuncT: Callable[..., Coroutine[Any, Any, None]
                 translation_domain=DOMAIN, translation_key="authentication_error"
             ) from error
         except CrownstoneError as error:
-            # Our copy of the stone may be out of date (its dimming switched off elsewhere,
-            # say): read it again so the entity shows the truth, on the right platform.
-            await self.coordinator.async_request_refresh()
+            if not isinstance(error, CrownstoneConnectionError):
+                # Our copy of the stone may be out of date (its dimming switched off elsewhere,
+                # say): read it again so the entity shows the truth, on the right platform.
+                # In the background: the caller learns of the refusal without waiting for it.
+                self.coordinator.config_entry.async_create_background_task(
+                    self.hass,
+                    self.coordinator.async_request_refresh(),
+                    "crownstone_spotflow read after a refused command",
+                )
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
                 translation_key="command_failed",

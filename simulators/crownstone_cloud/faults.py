@@ -14,6 +14,7 @@ from .errors import ApiError, authorization_required
 
 type FaultKind = Literal[
     "latency",
+    "slow_answer",
     "http_500",
     "http_503",
     "html",
@@ -78,6 +79,9 @@ class FaultInjector:
         match fault.kind:
             case "latency":
                 await asyncio.sleep(fault.seconds)
+                return None
+            case "slow_answer":
+                # Delayed after the answer is made (see the middleware).
                 return None
             case "http_500":
                 return ApiError(500, "Internal Server Error").response()

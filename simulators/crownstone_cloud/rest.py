@@ -69,13 +69,17 @@ class RestApi:
             if broken is not None:
                 return broken
         try:
-            return await handler(request)
+            response = await handler(request)
         except ApiError as err:
             return err.response()
         except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
             return ApiError(
                 404, f"There is no method to handle {request.method} {request.path}"
             ).response()
+        if fault is not None and fault.kind == "slow_answer":
+            # A slow way back: the answer tells what the cloud knew before the wait.
+            await asyncio.sleep(fault.seconds)
+        return response
 
     # Authentication and access control.
     def _user_id(self, request: web.Request) -> str:

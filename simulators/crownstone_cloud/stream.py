@@ -119,15 +119,23 @@ class EventStream:
         return await _finish(response, None)
 
     async def _pump(self, client: _Client, response: web.StreamResponse) -> None:
+        # Pings on a fixed clock, whatever else is sent, as the real server's setInterval does.
+        loop = asyncio.get_running_loop()
         pings = 0
+        next_ping = loop.time() + self.ping_interval
         while True:
+            # Checked before reading: a queue that never empties never lets a timeout fire.
+            if loop.time() >= next_ping:
+                next_ping += self.ping_interval
+                if not client.silenced:
+                    await response.write(encode({"type": "ping", "counter": pings}))
+                    pings += 1
+                continue
             try:
-                message = await asyncio.wait_for(client.queue.get(), self.ping_interval)
+                async with asyncio.timeout_at(next_ping):
+                    message = await client.queue.get()
             except TimeoutError:
-                if client.silenced:
-                    continue
-                message = encode({"type": "ping", "counter": pings})
-                pings += 1
+                continue
             if message is _END:
                 return
             await response.write(message)

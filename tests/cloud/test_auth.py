@@ -13,6 +13,7 @@ from custom_components.crownstone_spotflow.cloud import (
     CrownstoneCloud,
     CrownstoneCredentialsError,
     CrownstoneEmailNotVerifiedError,
+    hash_password,
 )
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 
@@ -55,6 +56,27 @@ async def test_login_sends_the_sha1_of_the_password(
     assert seen == [
         {"email": "Ann@Example.com", "password": hashlib.sha1(b"secret pw").hexdigest()}
     ]
+
+
+async def test_login_with_only_the_hash(
+    cloud_sim: CloudSimulator, websession: aiohttp.ClientSession
+) -> None:
+    """An application that stored only the hash logs in with it."""
+    cloud = CrownstoneCloud(
+        DEMO_EMAIL,
+        websession=websession,
+        password_sha1=hash_password(DEMO_PASSWORD),
+        base_url=cloud_sim.url,
+    )
+    assert await cloud.async_login() == cloud_sim.user_id(DEMO_EMAIL)
+    assert hash_password(DEMO_PASSWORD) == hashlib.sha1(DEMO_PASSWORD.encode()).hexdigest()
+
+
+@pytest.mark.parametrize(("password", "password_sha1"), [(None, None), ("pw", hash_password("pw"))])
+def test_password_or_its_hash(password: str | None, password_sha1: str | None) -> None:
+    """Exactly one of the two is given."""
+    with pytest.raises(TypeError):
+        CrownstoneCloud(DEMO_EMAIL, password, password_sha1=password_sha1)
 
 
 async def test_email_is_case_insensitive(

@@ -145,12 +145,15 @@ def switch(percentage: int) -> bytes:
 async def test_request_carries_token_project_and_accept(
     server: ScriptedServer, account: CrownstoneCloud, stream: CrownstoneEventStream
 ) -> None:
-    """GET {sse}?accessToken=..&projectName=.. with Accept: text/event-stream."""
+    """GET {sse}?projectName=.., the bare token in Authorization, never in the URL."""
     await collect(stream, 1)
 
     (request,) = server.requests
-    assert request.query["accessToken"] == account.access_token
-    assert request.query["projectName"] == "Tests"
+    token = account.access_token
+    assert token
+    assert request.headers["Authorization"] == token
+    assert dict(request.query) == {"projectName": "Tests"}
+    assert token not in request.raw_path
     assert request.headers["Accept"] == "text/event-stream"
 
 
@@ -219,7 +222,7 @@ async def test_oversized_line_is_a_failed_stream(
 
 
 async def test_redirect_is_not_followed(server: ScriptedServer, account: CrownstoneCloud) -> None:
-    """A redirect would carry the token elsewhere: it counts as a failed attempt."""
+    """A redirect is not the SSE server's doing: it counts as a failed attempt."""
     stream = CrownstoneEventStream(
         account, f"{server.url}/moved", backoff_initial=0.02, backoff_max=0.05
     )

@@ -7,15 +7,20 @@ from functools import partial
 from typing import Any
 from unittest.mock import PropertyMock, patch
 
-from homeassistant.const import CONF_EMAIL, CONF_PASSWORD, Platform
+from homeassistant.const import CONF_EMAIL, Platform
 from homeassistant.core import HomeAssistant
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
 from syrupy.assertion import SnapshotAssertion
 
-from custom_components.crownstone_spotflow.cloud import CrownstoneEventStream
-from custom_components.crownstone_spotflow.const import CONF_CLOUD_URL, CONF_SSE_URL, DOMAIN
+from custom_components.crownstone_spotflow.cloud import CrownstoneEventStream, hash_password
+from custom_components.crownstone_spotflow.const import (
+    CONF_CLOUD_URL,
+    CONF_PASSWORD_SHA1,
+    CONF_SSE_URL,
+    DOMAIN,
+)
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 
 from . import async_wait_for_stream
@@ -68,10 +73,11 @@ def mock_config_entry(cloud: CloudSimulator) -> MockConfigEntry:
         unique_id=cloud.user_id(DEMO_EMAIL),
         data={
             CONF_EMAIL: DEMO_EMAIL,
-            CONF_PASSWORD: DEMO_PASSWORD,
+            CONF_PASSWORD_SHA1: hash_password(DEMO_PASSWORD),
             CONF_CLOUD_URL: cloud.url,
             CONF_SSE_URL: cloud.sse_url,
         },
+        minor_version=2,
     )
 
 

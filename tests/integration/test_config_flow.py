@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 from unittest.mock import patch
@@ -21,6 +22,7 @@ from custom_components.crownstone_spotflow.cloud import (
 )
 from custom_components.crownstone_spotflow.const import (
     CONF_CLOUD_URL,
+    CONF_PASSWORD_SHA1,
     CONF_SSE_URL,
     DOMAIN,
     SECTION_ADVANCED,
@@ -49,9 +51,10 @@ def _user_input(
 
 
 def _entry_data(cloud: CloudSimulator, password: str = DEMO_PASSWORD) -> dict[str, Any]:
+    """Return the entry data the flow stores: the password's sha1, never the password."""
     return {
         CONF_EMAIL: DEMO_EMAIL,
-        CONF_PASSWORD: password,
+        CONF_PASSWORD_SHA1: hashlib.sha1(password.encode()).hexdigest(),
         CONF_CLOUD_URL: cloud.url,
         CONF_SSE_URL: cloud.sse_url,
     }
@@ -263,7 +266,10 @@ async def test_reauth_errors_recover(
 async def test_reauth_wrong_account(hass: HomeAssistant, cloud: CloudSimulator) -> None:
     """An account re-created under the same e-mail address is another account."""
     entry = MockConfigEntry(
-        domain=DOMAIN, unique_id="the-deleted-account", data=_entry_data(cloud, password="old")
+        domain=DOMAIN,
+        unique_id="the-deleted-account",
+        data=_entry_data(cloud, password="old"),
+        minor_version=2,
     )
     entry.add_to_hass(hass)
 
@@ -274,7 +280,7 @@ async def test_reauth_wrong_account(hass: HomeAssistant, cloud: CloudSimulator) 
 
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "wrong_account"
-    assert entry.data[CONF_PASSWORD] == "old"
+    assert entry.data == _entry_data(cloud, password="old")
 
 
 async def test_reconfigure(
@@ -318,6 +324,7 @@ async def test_reconfigure_without_password(
         domain=DOMAIN,
         unique_id=cloud.user_id(DEMO_EMAIL),
         data={**_entry_data(cloud), CONF_SSE_URL: "http://127.0.0.1:9/sse"},
+        minor_version=2,
     )
     entry.add_to_hass(hass)
 

@@ -17,6 +17,7 @@ from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from syrupy.assertion import SnapshotAssertion
 from syrupy.filters import props
 
+from custom_components.crownstone_spotflow.cloud import hash_password
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 
 from . import async_poll
@@ -24,7 +25,8 @@ from . import async_poll
 
 def _secrets(cloud: CloudSimulator, entry: MockConfigEntry) -> list[str]:
     """Everything that must never show: password, token, e-mails, names, MACs, keys."""
-    secrets = [DEMO_PASSWORD, "ann@example.com", "bob@example.com", "Ann", "Admin", "Cleo"]
+    secrets = [DEMO_PASSWORD, hash_password(DEMO_PASSWORD)]
+    secrets += ["ann@example.com", "bob@example.com", "Ann", "Admin", "Cleo"]
     secrets.append(str(entry.runtime_data.cloud.access_token))
     for sphere in cloud.state.spheres.values():
         secrets.append(sphere.authorization_token)

@@ -10,8 +10,14 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.crownstone_spotflow import async_remove_config_entry_device
-from custom_components.crownstone_spotflow.const import CONF_CLOUD_URL, CONF_SSE_URL, DOMAIN
-from simulators.crownstone_cloud import DEMO_EMAIL, CloudSimulator
+from custom_components.crownstone_spotflow.cloud import hash_password
+from custom_components.crownstone_spotflow.const import (
+    CONF_CLOUD_URL,
+    CONF_PASSWORD_SHA1,
+    CONF_SSE_URL,
+    DOMAIN,
+)
+from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 
 from . import async_poll, async_wait_for_stream, get_device
 
@@ -120,10 +126,11 @@ async def bob(
         unique_id=cloud.user_id("bob@example.com"),
         data={
             CONF_EMAIL: "bob@example.com",
-            CONF_PASSWORD: "bob-password",
+            CONF_PASSWORD_SHA1: hash_password("bob-password"),
             CONF_CLOUD_URL: cloud.url,
             CONF_SSE_URL: cloud.sse_url,
         },
+        minor_version=2,
     )
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
@@ -251,3 +258,39 @@ async def test_removing_one_of_two_accounts(
     assert {device.id for device in _devices(hass, ann).values()} == ann_devices
     assert all(device.config_entries == {ann.entry_id} for device in _devices(hass, ann).values())
     assert hass.states.get("light.desk_lamp").state == STATE_ON
+
+
+async def test_migrating_the_clear_password(
+    hass: HomeAssistant, cloud: CloudSimulator, mock_config_entry: MockConfigEntry
+) -> None:
+    """An entry of version 1.1 kept the clear password: only its sha1 is left, and it logs in."""
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=mock_config_entry.unique_id,
+        data={
+            **{k: v for k, v in mock_config_entry.data.items() if k != CONF_PASSWORD_SHA1},
+            CONF_PASSWORD: DEMO_PASSWORD,
+        },
+        minor_version=1,
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+
+    assert entry.state is ConfigEntryState.LOADED
+    assert (entry.version, entry.minor_version) == (1, 2)
+    assert entry.data == mock_config_entry.data
+    assert DEMO_PASSWORD not in str(entry.as_dict())
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_entry_of_a_newer_release(
+    hass: HomeAssistant, mock_config_entry: MockConfigEntry
+) -> None:
+    """An entry written by a newer major version is left alone, not misread."""
+    entry = MockConfigEntry(
+        domain=DOMAIN, unique_id=mock_config_entry.unique_id, data=mock_config_entry.data, version=2
+    )
+    entry.add_to_hass(hass)
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.MIGRATION_ERROR

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from homeassistant.const import (
     ATTR_ENTITY_ID,
     EVENT_HOMEASSISTANT_STOP,
@@ -11,8 +13,9 @@ from homeassistant.const import (
 )
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.util import dt as dt_util
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from custom_components.crownstone_spotflow.const import (
     SCAN_INTERVAL,
@@ -275,6 +278,20 @@ async def test_new_sphere_reopens_the_stream(
     await async_wait_until(hass, lambda: _state(hass, "switch.beamer") == STATE_ON)
 
 
+async def test_stream_not_back_after_reopening(
+    hass: HomeAssistant, cloud: CloudSimulator, init_integration: MockConfigEntry
+) -> None:
+    """A stream reopened for a new sphere that does not come back leaves polling in charge."""
+    coordinator = init_integration.runtime_data
+    assert coordinator.update_interval == SCAN_INTERVAL
+    cloud.add_sphere("Office", DEMO_EMAIL)
+    cloud.stream_fault("no_connection")
+    await coordinator.async_refresh()
+
+    await async_wait_until(hass, lambda: _state(hass, LIVE_UPDATES) == STATE_OFF)
+    assert coordinator.update_interval == SCAN_INTERVAL_WITHOUT_STREAM
+
+
 @pytest.mark.usefixtures("init_integration")
 async def test_informational_events_change_nothing(
     hass: HomeAssistant, cloud: CloudSimulator
@@ -431,3 +448,22 @@ async def test_unload_while_a_command_waits(
     assert coordinator._pending
     assert await hass.config_entries.async_unload(init_integration.entry_id)
     assert not coordinator._pending
+
+
+@pytest.mark.usefixtures("init_integration")
+async def test_switched_during_a_poll(hass: HomeAssistant, cloud: CloudSimulator) -> None:
+    """A poll that answers with the state from before a pushed change does not undo it."""
+    polled = cloud.request_count(path_contains="/spheres")
+    cloud.inject_fault("slow_answer", path="/spheres", count=1, seconds=0.3)
+    async_fire_time_changed(hass, dt_util.utcnow() + SCAN_INTERVAL)
+    # No async_block_till_done here: it would wait for the slow poll to end.
+    async with asyncio.timeout(3):
+        while cloud.request_count(path_contains="/spheres") == polled:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        cloud.set_switch_state(cloud.stone_id("Desk lamp"), 0)
+        while _state(hass, "light.desk_lamp") != STATE_OFF:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+
+    await hass.async_block_till_done(wait_background_tasks=True)
+    assert cloud.request_count(path_contains="/presentPeople") > 0  # the poll did end
+    assert _state(hass, "light.desk_lamp") == STATE_OFF

@@ -572,15 +572,61 @@ async def test_stream_refusals(
     assert await events.next() is None
 
 
-async def test_stream_token_from_header(
-    http: aiohttp.ClientSession, cloud: CloudSimulator, ann: tuple[str, str]
+@pytest.mark.parametrize(
+    ("where", "name"),
+    [
+        ("header", "Authorization"),
+        ("header", "access_token"),
+        ("query", "accessToken"),
+        ("query", "access_token"),
+    ],
+)
+async def test_stream_token_locations(
+    http: aiohttp.ClientSession,
+    cloud: CloudSimulator,
+    ann: tuple[str, str],
+    where: str,
+    name: str,
 ) -> None:
     token, _ = ann
-    for header in ("access_token", "Authorization"):
-        async with http.get(cloud.sse_url, headers={header: token}) as response:
-            event = await EventReader(response).next()
-            assert event is not None
-            assert event["subType"] == "STREAM_START"
+    given = {name: token}
+    headers, params = (given, None) if where == "header" else (None, given)
+    async with http.get(cloud.sse_url, headers=headers, params=params) as response:
+        events = EventReader(response)
+        assert (await events.next_of("system"))["subType"] == "STREAM_START"
+        # Accepted, not merely started: the stream stays open and routes the user's events.
+        cloud.set_switch_state(cloud.stone_id("Desk lamp"), 30)
+        assert (await events.next_of("switchStateUpdate"))["crownstone"]["percentage"] == 30
+
+
+async def test_busy_stream_still_pings(
+    http: aiohttp.ClientSession, cloud: CloudSimulator, ann: tuple[str, str]
+) -> None:
+    """Pings come every ping_interval (0.1 s) even when events arrive more often than that."""
+    token, _ = ann
+    events = await open_stream(http, cloud, token)
+    await events.next_of("system")
+
+    async def keep_busy() -> None:
+        percentage = 0
+        while True:
+            percentage = (percentage + 1) % 100
+            cloud.set_switch_state(cloud.stone_id("Desk lamp"), percentage)
+            await asyncio.sleep(0.02)
+
+    busy = asyncio.create_task(keep_busy())
+    try:
+        seen: list[dict[str, Any]] = []
+        async with asyncio.timeout(5):
+            while sum(event["type"] == "ping" for event in seen) < 3:
+                event = await events.next()
+                assert event is not None
+                seen.append(event)
+    finally:
+        busy.cancel()
+        events.response.close()
+    assert [e["counter"] for e in seen if e["type"] == "ping"] == [0, 1, 2]
+    assert sum(e["type"] == "switchStateUpdate" for e in seen) > 3
 
 
 async def test_stream_routing_by_sphere(
@@ -800,7 +846,7 @@ async def test_control_endpoints(http: aiohttp.ClientSession) -> None:
         assert (await call("POST", "/switch", {"stone_id": desk, "percentage": 30}))[0] == 200
         assert sim.stone(desk)[1].switch_state.value == 30  # type: ignore[union-attr]
         ann_id, home = sim.user_id(DEMO_EMAIL), sim.sphere_id("Home")
-        body = {"action": "exit_sphere", "user_id": ann_id, "sphere_id": home}
+        body: dict[str, Any] = {"action": "exit_sphere", "user_id": ann_id, "sphere_id": home}
         assert (await call("POST", "/presence", body))[0] == 200
         assert ann_id not in sim.sphere(home).presence
         body = {"stone_id": desk, "ability": "dimming", "enabled": False}

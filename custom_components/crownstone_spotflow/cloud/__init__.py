@@ -1,5 +1,6 @@
 """Asynchronous client of the Crownstone cloud (REST and event stream); no Home Assistant inside."""
 
+from .client import hash_password
 from .cloud import CrownstoneCloud
 from .const import DEFAULT_BASE_URL, DEFAULT_SSE_URL, MIN_BRIGHTNESS
 from .crownstones import Crownstone, CrownstoneAbility, Crownstones, SwitchCommand
@@ -81,5 +82,6 @@ __all__ = [
     "SystemEventType",
     "User",
     "Users",
+    "hash_password",
     "parse_event",
 ]

@@ -46,6 +46,13 @@ def path(*segments: str) -> str:
     return "".join(f"/{quote(segment, safe='')}" for segment in segments)
 
 
+def hash_password(password: str) -> str:
+    """Return what the cloud expects for a password: its sha1, in hex."""
+    # A lone surrogate (possible through JSON) cannot be UTF-8: it makes a wrong password,
+    # not a crash.
+    return hashlib.sha1(password.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 class CloudClient:
     """Sends requests for one account; shares nothing with other accounts on the same session.
 
@@ -56,17 +63,15 @@ class CloudClient:
     def __init__(
         self,
         email: str,
-        password: str,
+        password_sha1: str,
         websession: aiohttp.ClientSession | None,
         *,
         base_url: str,
         request_timeout: float,
     ) -> None:
-        """Keep only the hash of the password: the cloud never sees the clear one either."""
+        """Prepare the account, given the hash of its password (the cloud never sees more)."""
         self.email = email
-        # A lone surrogate (possible through JSON) cannot be UTF-8: it makes a wrong password,
-        # not a crash.
-        self._password_hash = hashlib.sha1(password.encode("utf-8", "surrogatepass")).hexdigest()
+        self._password_hash = password_sha1
         self._session = websession
         self._owns_session = websession is None
         self.base_url = base_url.rstrip("/")

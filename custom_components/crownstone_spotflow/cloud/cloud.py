@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from .client import CloudClient
+from .client import CloudClient, hash_password
 from .concurrency import first_error
 from .const import DEFAULT_BASE_URL
 from .crownstones import Crownstone
@@ -29,15 +29,26 @@ class CrownstoneCloud:
     def __init__(
         self,
         email: str,
-        password: str,
+        password: str | None = None,
         websession: aiohttp.ClientSession | None = None,
         *,
+        password_sha1: str | None = None,
         base_url: str = DEFAULT_BASE_URL,
         request_timeout: float = 10.0,
     ) -> None:
-        """Prepare the account; nothing is sent before the first call."""
+        """Prepare the account; nothing is sent before the first call.
+
+        Give the password, or only its hash (`hash_password`), which is all the cloud needs and
+        all an application has to store.
+        """
+        if (password is None) == (password_sha1 is None):
+            raise TypeError("Give either password or password_sha1")
         self._client = CloudClient(
-            email, password, websession, base_url=base_url, request_timeout=request_timeout
+            email,
+            password_sha1 or hash_password(password or ""),
+            websession,
+            base_url=base_url,
+            request_timeout=request_timeout,
         )
         self.cloud_data = Spheres(self._client)
 

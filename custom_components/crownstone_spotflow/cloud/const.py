@@ -8,8 +8,6 @@ DEFAULT_BASE_URL: Final = "https://cloud.ownstone.org/api"
 DEFAULT_SSE_URL: Final = "https://events.ownstone.org/sse"
 
 DIMMING_ABILITY: Final = "dimming"
-SWITCHCRAFT_ABILITY: Final = "switchcraft"
-TAP_TO_TOGGLE_ABILITY: Final = "tapToToggle"
 
 # Only these stone types carry a relay or dimmer; dongles, guidestones and hubs do not.
 SWITCHING_STONE_TYPES: Final = frozenset({"PLUG", "BUILTIN", "BUILTIN_ONE"})

@@ -186,10 +186,13 @@ class CrownstoneEventStream:
             watchdog,
             self._session.get(
                 self._sse_url,
-                params={"accessToken": token, "projectName": self._project_name},
-                headers={"Accept": "text/event-stream"},
+                params={"projectName": self._project_name},
+                # In the header, not the query: a URL ends up in access logs and error texts.
+                # The server takes it bare, without "Bearer".
+                headers={"Accept": "text/event-stream", "Authorization": token},
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
-                # A redirect would carry the token in its query to wherever it points.
+                # A redirect counts as a failed attempt: followed to another origin, it would
+                # arrive without the token (aiohttp drops the header) and look like a refusal.
                 allow_redirects=False,
             ) as response,
         ):
