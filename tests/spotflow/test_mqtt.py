@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncGenerator
 import socket
 import ssl
+import threading
 
 import aiohttp
 import pytest
@@ -79,4 +80,37 @@ async def test_disconnect_while_writing(sim: PlatformSimulator, registration: Re
         await session.disconnect()
         with pytest.raises(SpotflowConnectionError):
             await in_flight
+    assert session._client.socket() is None
+
+
+async def test_cancelled_connect_leaves_no_connection(
+    sim: PlatformSimulator, registration: Registration
+) -> None:
+    """Cancelling connect while the connect thread works ends the session and its socket."""
+    session = MqttSession(
+        host="127.0.0.1",
+        port=sim.mqtt_port,
+        client_id=registration.client_id,
+        username=f"{registration.hub_host}/{registration.client_id}/?api-version=2018-06-30",
+        password=registration.sas,
+        ssl_context=ssl.create_default_context(cafile=sim.ca_file),
+        on_message=lambda topic, payload: None,
+    )
+    started, proceed = threading.Event(), threading.Event()
+
+    def hold(client: object, userdata: object) -> None:
+        # paho's hook in the connect thread, just before it opens the socket.
+        started.set()
+        proceed.wait(5)
+
+    session._client.on_pre_connect = hold
+    connecting = asyncio.create_task(session.connect())
+    await asyncio.get_running_loop().run_in_executor(None, started.wait, 5)
+    connecting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await connecting
+    assert session.closed.done()
+    proceed.set()
+    with pytest.raises(TimeoutError):
+        await sim.wait_for_connection("dev-1", timeout=1)
     assert session._client.socket() is None

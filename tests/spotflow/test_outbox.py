@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import ast
 import asyncio
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+import contextlib
 import logging
 from pathlib import Path
 import sqlite3
+import threading
+from typing import Literal
 
 import pytest
 
@@ -20,6 +25,8 @@ from custom_components.crownstone_spotflow.spotflow import (
     OutboxStorageError,
     SpotflowConnectionError,
 )
+from custom_components.crownstone_spotflow.spotflow.outbox import Outbox
+from custom_components.crownstone_spotflow.spotflow.store import Commit, Item, Store
 from simulators.spotflow_platform import PlatformSimulator
 
 from .conftest import FAST_OUTBOX, StartClient, wait_connected
@@ -331,3 +338,118 @@ async def test_nowait_records_are_committed_as_one_group(
                 await asyncio.sleep(0.02)
     assert client.pending_messages_count == 100
     await sim.start_broker()
+
+
+class _HeldStore(Store):
+    """A real store whose next commit, once started on the writer thread, waits for a go."""
+
+    def __init__(self, connection: sqlite3.Connection, config: OutboxConfig) -> None:
+        super().__init__(connection, config)
+        self.started = threading.Event()
+        self.go = threading.Event()
+
+    def commit(
+        self, items: Sequence[Item], acked: Iterable[int], *, flush: bool, dropped: int
+    ) -> Commit:
+        self.started.set()
+        self.go.wait(10)
+        return super().commit(items, acked, flush=flush, dropped=dropped)
+
+
+async def test_close_during_a_commit_keeps_each_record_once(db_path: Path) -> None:
+    """Closing while the writer thread commits neither loses nor duplicates that commit."""
+    config = OutboxConfig(commit_interval=0, pack_linger=60)
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        store = await loop.run_in_executor(executor, _HeldStore.open, db_path, config)
+        assert isinstance(store, _HeldStore)
+        outbox = Outbox(store, executor, config)
+        outbox.start()
+        outbox.add_nowait([Item(("g", "s"), Compression.UNCOMPRESSED, b"%d" % n) for n in range(3)])
+        await loop.run_in_executor(None, store.started.wait, 5)
+        closing = asyncio.create_task(outbox.close())
+        await asyncio.sleep(0.05)  # close cancels the committer while the commit is held
+        store.go.set()
+        async with asyncio.timeout(5):
+            await closing
+        await loop.run_in_executor(executor, store.close)
+    with sqlite3.connect(db_path) as reader:
+        rows = reader.execute("SELECT data FROM records ORDER BY seq").fetchall()
+    assert rows == [(b"0",), (b"1",), (b"2",)]
+
+
+@pytest.mark.parametrize("overflow", ["drop_oldest", "reject_new"])
+async def test_records_kept_in_memory_are_bounded(
+    start_client: StartClient,
+    sim: PlatformSimulator,
+    overflow: Literal["drop_oldest", "reject_new"],
+) -> None:
+    """While the disk is full, the records waiting in memory obey the bound and its policy."""
+    await sim.stop_broker()
+    config = OutboxConfig(
+        max_database_bytes=96 * 1024,
+        max_backlog_records=5,
+        overflow=overflow,
+        commit_interval=0,
+        pack_linger=0.01,
+        synchronous="NORMAL",
+    )
+    client = await start_client(outbox=config)
+    for size in (8192, 512, 64):  # reported patches fill the disk; delivering them frees it
+        with contextlib.suppress(OutboxStorageError):
+            while True:
+                await client.update_reported_properties({"pad": "x" * size})
+    sender = client.create_stream_sender("g", "s")
+    # Each record needs an overflow page of its own, so none fits on the full disk.
+    records = [b'{"n": %d, "pad": "%s"}' % (n, b"x" * 12_000) for n in range(15)]
+    sender.enqueue_record_nowait(records[0])
+    async with asyncio.timeout(5):
+        while client.storage_error is None:  # noqa: ASYNC110 (no event to wait on)
+            await asyncio.sleep(0.01)
+    for record in records[1:]:  # kept in memory until the disk has room again
+        sender.enqueue_record_nowait(record)
+    assert client.stats.backlog_records == 5
+    assert client.stats.records_dropped == 10
+    if overflow == "reject_new":
+        with pytest.raises(OutboxFullError):
+            await sender.enqueue_record(b"{}")
+    await sim.start_broker()
+    async with asyncio.timeout(20):
+        await client.wait_enqueued_messages_sent()
+    assert _lines(sim) == (records[10:] if overflow == "drop_oldest" else records[:5])
+    assert client.stats.records_dropped == 10
+
+
+async def test_messages_dropped_before_sending_do_not_stall_the_sender(
+    start_client: StartClient, sim: PlatformSimulator
+) -> None:
+    """A message the bound drops in the commit that queued it leaves nothing to wait for."""
+    config = OutboxConfig(max_backlog_records=2, commit_interval=0, pack_linger=0.05)
+    client = await start_client(outbox=config)
+    await wait_connected(client)
+    sender = client.create_stream_sender("g", "s")
+    # One group commit: the message is queued, then dropped for the two newer records.
+    await asyncio.gather(
+        sender.enqueue_message(b"m", batch_id="b", message_id="1"),
+        sender.enqueue_records([b"1", b"2"]),
+    )
+    assert client.stats.records_dropped == 1
+    await sim.wait_for_messages(1, timeout=5)  # the records are packed after pack_linger
+    assert _lines(sim) == [b"1", b"2"]
+
+
+async def test_whole_messages_keep_their_place_among_records(
+    start_client: StartClient, sim: PlatformSimulator
+) -> None:
+    """Records queued before a whole message of their stream reach the platform before it."""
+    await sim.stop_broker()
+    client = await start_client(outbox=OutboxConfig(commit_interval=0, pack_linger=60))
+    sender = client.create_stream_sender("g", "s")
+    await sender.enqueue_records([b"a", b"b"])  # stays unpacked on disk
+    sender.enqueue_record_nowait(b"c")  # in the same group commit as the message
+    await sender.enqueue_message(b"whole", batch_id="x", message_id="1")
+    await sender.enqueue_record(b"d")
+    await sim.start_broker()
+    async with asyncio.timeout(10):
+        await client.wait_enqueued_messages_sent()
+    assert [m.payload for m in sim.messages("dev-1")] == [b"a\nb\nc", b"whole", b"d"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 import errno
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from custom_components.crownstone_spotflow.spotflow import (
     OutboxStorageError,
     ProvisioningTokenInvalidError,
 )
-from custom_components.crownstone_spotflow.spotflow.api import parse_registration, parse_timespan
+from custom_components.crownstone_spotflow.spotflow.api import parse_registration
 from custom_components.crownstone_spotflow.spotflow.client import _merge_patch
 from custom_components.crownstone_spotflow.spotflow.sealing import derive_key, seal, unseal
 from custom_components.crownstone_spotflow.spotflow.store import storage_error
@@ -28,18 +27,16 @@ from simulators.spotflow_platform import PlatformSimulator
 from .conftest import FAST_OUTBOX
 
 
-def test_timespan() -> None:
-    """.NET TimeSpans with days, fractions and sign."""
-    assert parse_timespan("8.11:55:36.3296177") == timedelta(
-        days=8, hours=11, minutes=55, seconds=36, microseconds=329617
-    )
-    assert parse_timespan("-00:00:05") == timedelta(seconds=-5)
-    with pytest.raises(ValueError):  # noqa: PT011
-        parse_timespan("soon")
-
-
 def test_registration_parsing() -> None:
-    """A connection string without a device ID is malformed."""
+    """A connection string without a device ID is malformed; the token's lifetime is not read."""
+    registration = parse_registration(
+        {
+            "connectionString": "HostName=h;DeviceId=ws:dev;SharedAccessSignature=x",
+            "connectionStringExpiration": "2026-01-01T00:00:00Z",
+            "tokenRemainingLifetime": "a week or so",
+        }
+    )
+    assert registration.client_id == "ws:dev"
     with pytest.raises(ValueError):  # noqa: PT011
         parse_registration(
             {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 import re
 import ssl
 from typing import Any
@@ -21,10 +21,6 @@ from .errors import (
 from .models import ProvisioningOperation
 
 CANCELLED_PROBLEM = "/problems/deviceProvisioning/provisioningOperationCancelled"
-_TIMESPAN = re.compile(
-    r"^(?P<sign>-)?(?:(?P<days>\d+)\.)?(?P<hours>\d{1,2}):(?P<minutes>\d{2}):(?P<seconds>\d{2})"
-    r"(?:\.(?P<fraction>\d{1,7}))?$"
-)
 
 
 @dataclass(frozen=True)
@@ -44,26 +40,11 @@ class Registration:
     device_id: str
     sas: str = field(repr=False)
     sas_expiration: datetime
-    token_remaining_lifetime: timedelta | None
 
     @property
     def client_id(self) -> str:
         """Return the MQTT client ID, `<workspace>:<device>`."""
         return f"{self.workspace_id}:{self.device_id}"
-
-
-def parse_timespan(text: str) -> timedelta:
-    """Parse a .NET TimeSpan, `[-][d.]hh:mm:ss[.fffffff]`."""
-    if (match := _TIMESPAN.match(text)) is None:
-        raise ValueError("not a TimeSpan")
-    span = timedelta(
-        days=int(match["days"] or 0),
-        hours=int(match["hours"]),
-        minutes=int(match["minutes"]),
-        seconds=int(match["seconds"]),
-        microseconds=int((match["fraction"] or "0").ljust(7, "0")) // 10,
-    )
-    return -span if match["sign"] else span
 
 
 def parse_time(text: str) -> datetime:
@@ -78,14 +59,12 @@ def parse_registration(body: dict[str, Any]) -> Registration:
     workspace_id, _, device_id = parts["DeviceId"].partition(":")
     if not workspace_id or not device_id or not parts["SharedAccessSignature"]:
         raise ValueError("incomplete connection string")
-    lifetime = body.get("tokenRemainingLifetime")
     return Registration(
         hub_host=body.get("iotHubHostName") or parts["HostName"],
         workspace_id=workspace_id,
         device_id=device_id,
         sas=parts["SharedAccessSignature"],
         sas_expiration=parse_time(body["connectionStringExpiration"]),
-        token_remaining_lifetime=parse_timespan(lifetime) if lifetime else None,
     )
 
 

@@ -99,6 +99,10 @@ class MqttSession:
             )
             self._finish(error)
             raise error from err
+        except BaseException:
+            # Cancelled: end the session, or the connection would live on without an owner.
+            self._finish(SpotflowConnectionError("The connection attempt was cancelled"))
+            raise
         if reason.is_failure:
             if reason.value in _REFUSED_CREDENTIALS:
                 error = CredentialsRefusedError("The broker refused the device's credentials")
@@ -180,7 +184,11 @@ class MqttSession:
         self._loop.call_soon_threadsafe(self._watch_socket, sock)
 
     def _watch_socket(self, sock: socket.socket) -> None:
-        if sock.fileno() == -1 or self.closed.done():
+        if sock.fileno() == -1:
+            return
+        if self.closed.done():
+            # The connect thread opened it after the session ended (its connect was cancelled).
+            self._client._sock_close()
             return
         self._loop.add_reader(sock, self._read, sock)
         self._misc_timer = self._loop.call_later(_MISC_INTERVAL, self._misc)

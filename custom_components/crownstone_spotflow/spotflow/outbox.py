@@ -12,6 +12,7 @@ of them waited `pack_linger`, so a slow trickle still forms few messages.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
@@ -46,7 +47,10 @@ class Outbox:
         self._store = store
         self._executor = executor
         self._config = config
-        self._buffer: list[_Entry] = []
+        self._buffer: deque[_Entry] = deque()
+        self._buffer_bytes = 0
+        # Records dropped from the buffer, counted on disk by the next successful commit.
+        self._dropped_unsaved = 0
         self._acked: list[int] = []
         self._acked_uncommitted: set[int] = set()
         self._ack_waiters: dict[int, asyncio.Future[None]] = {}
@@ -63,6 +67,7 @@ class Outbox:
         self._last_delivery: datetime | None = None
         self._storage_error: SpotflowError | None = None
         self._committer: asyncio.Task[None] | None = None
+        self._committing: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Start the group-commit task."""
@@ -75,6 +80,12 @@ class Outbox:
             with suppress(asyncio.CancelledError):
                 await self._committer
             self._committer = None
+        if self._committing is not None:
+            # The cancel ended the committer's wait, not the writer thread: let that commit
+            # finish and settle its entries, or they would be committed again below.
+            with suppress(SpotflowError):
+                await self._committing
+            self._committing = None
         if self._buffer or self._acked:
             with suppress(SpotflowError):
                 await self._commit_once()
@@ -97,17 +108,19 @@ class Outbox:
     # Enqueueing
 
     def add_nowait(self, items: Sequence[Item]) -> None:
-        """Buffer items for the next group commit."""
+        """Buffer items for the next group commit; refused ones count as dropped."""
         for item in items:
             item.accepted = True
-        self._buffer.extend(_Entry(item, None) for item in items)
         self._records_enqueued += len(items)
+        if not self._add_to_buffer([_Entry(item, None) for item in items]):
+            self._dropped_unsaved += len(items)
         self._wake.set()
 
     async def add(self, items: Sequence[Item]) -> None:
         """Buffer items and return once they are on disk; OutboxFullError if refused."""
         future: asyncio.Future[None] = self._loop.create_future()
-        self._buffer.extend(_Entry(item, future) for item in items)
+        if not self._add_to_buffer([_Entry(item, future) for item in items]):
+            raise OutboxFullError("The outbox is full")
         self._wake.set()
         self._urgent.set()
         await future
@@ -117,12 +130,54 @@ class Outbox:
         """Buffer a message and return once the broker acknowledged it."""
         future: asyncio.Future[None] = self._loop.create_future()
         acknowledged: asyncio.Future[None] = self._loop.create_future()
-        self._buffer.append(_Entry(item, future, acknowledged))
+        if not self._add_to_buffer([_Entry(item, future, acknowledged)]):
+            raise OutboxFullError("The outbox is full")
         self._wake.set()
         self._urgent.set()
         await future
         self._records_enqueued += 1
         await acknowledged
+
+    def _add_to_buffer(self, entries: list[_Entry]) -> bool:
+        """Buffer entries within the bound; False when the reject_new policy refuses them.
+
+        The buffer holds one group commit, unless commits fail (a full disk): then the outbox's
+        bound and overflow policy apply to it as they apply to the disk.
+        """
+        size = sum(len(entry.item.data) for entry in entries)
+        backlog = self._backlog
+        if self._config.overflow == "reject_new" and self._over_bound(
+            backlog.records + len(self._buffer) + len(entries),
+            backlog.bytes + self._buffer_bytes + size,
+        ):
+            return False
+        self._buffer.extend(entries)
+        self._buffer_bytes += size
+        self._drop_oldest_buffered()
+        return True
+
+    def _put_back(self, entries: list[_Entry]) -> None:
+        """Return entries a failed commit did not store to the front of the buffer."""
+        self._buffer.extendleft(reversed(entries))
+        self._buffer_bytes += sum(len(entry.item.data) for entry in entries)
+        self._drop_oldest_buffered()
+
+    def _over_bound(self, records: int, size: int) -> bool:
+        return records > self._config.max_backlog_records or size > self._config.max_backlog_bytes
+
+    def _drop_oldest_buffered(self) -> None:
+        # The buffer holds the newest records, so it alone is held to the bound; the next
+        # commit drops older ones on disk. Only entries nobody awaits may go from it; an
+        # awaited one is settled by the next commit anyway.
+        buffer = self._buffer
+        while (
+            self._config.overflow == "drop_oldest"
+            and self._over_bound(len(buffer), self._buffer_bytes)
+            and buffer
+            and buffer[0].future is None
+        ):
+            self._buffer_bytes -= len(buffer.popleft().item.data)
+            self._dropped_unsaved += 1
 
     # State
 
@@ -147,9 +202,9 @@ class Outbox:
             records_enqueued=self._records_enqueued,
             records_delivered=backlog.records_delivered,
             messages_delivered=backlog.messages_delivered,
-            records_dropped=backlog.records_dropped,
+            records_dropped=backlog.records_dropped + self._dropped_unsaved,
             backlog_records=backlog.records + len(self._buffer),
-            backlog_bytes=backlog.bytes + sum(len(entry.item.data) for entry in self._buffer),
+            backlog_bytes=backlog.bytes + self._buffer_bytes,
             last_delivery=self._last_delivery,
         )
 
@@ -181,7 +236,7 @@ class Outbox:
                     async with asyncio.timeout(self._config.commit_interval):
                         await self._urgent.wait()
             try:
-                await self._commit_once()
+                await self._commit_shielded()
             except SpotflowError as err:
                 if self._storage_error is None:
                     _LOGGER.error("Outbox commit failed, keeping records in memory: %s", err)
@@ -189,22 +244,33 @@ class Outbox:
                 # On a full disk, new records fail the whole transaction. Without them, deleting
                 # what was delivered and packing what waits can succeed, and frees the space.
                 with suppress(SpotflowError):
-                    await self._commit_once(keep_buffer=True)
+                    await self._commit_shielded(keep_buffer=True)
                 await asyncio.sleep(_STORAGE_RETRY_INTERVAL)
                 self._wake.set()
+
+    async def _commit_shielded(self, *, keep_buffer: bool = False) -> None:
+        # A commit runs as its own task that cancelling the committer does not reach, because
+        # the writer thread finishes a started transaction whatever happens to its waiter.
+        self._committing = self._loop.create_task(self._commit_once(keep_buffer=keep_buffer))
+        await asyncio.shield(self._committing)
 
     async def _commit_once(self, *, keep_buffer: bool = False) -> None:
         self._wake.clear()
         self._urgent.clear()
         entries: list[_Entry] = []
         if not keep_buffer:
-            entries, self._buffer = self._buffer, []
+            entries = list(self._buffer)
+            self._buffer.clear()
+            self._buffer_bytes = 0
         acked, self._acked = self._acked, []
         flush, self._flush_wanted = self._flush_wanted, False
+        dropped = self._dropped_unsaved
         try:
             commit = await self._loop.run_in_executor(
                 self._executor,
-                lambda: self._store.commit([entry.item for entry in entries], acked, flush=flush),
+                lambda: self._store.commit(
+                    [entry.item for entry in entries], acked, flush=flush, dropped=dropped
+                ),
             )
         except SpotflowError as err:
             # Awaiting callers learn that their records were not accepted; records already
@@ -212,14 +278,16 @@ class Outbox:
             for entry in entries:
                 if entry.future is not None and not entry.future.done():
                     entry.future.set_exception(err)
-            self._buffer[:0] = [entry for entry in entries if entry.future is None]
+            self._put_back([entry for entry in entries if entry.future is None])
             self._acked[:0] = acked
             self._flush_wanted |= flush
             raise
-        except BaseException:
-            self._buffer[:0] = entries
+        except Exception:
+            # The thread ended with this error and its transaction rolled back.
+            self._put_back(entries)
             self._acked[:0] = acked
             raise
+        self._dropped_unsaved -= dropped
         if not keep_buffer:
             self._storage_error = None
         refused = {id(entries[index]) for index in commit.rejected}
@@ -278,10 +346,13 @@ class Outbox:
             while not failed:
                 self._progress.clear()
                 room = config.max_in_flight - len(in_flight)
-                if room and self._newest_seq > cursor:
+                if room and (newest := self._newest_seq) > cursor:
                     messages = await self._loop.run_in_executor(
                         self._executor, self._store.fetch_messages, cursor, room
                     )
+                    if not messages:
+                        # The bound dropped every message up to `newest` before it was sent.
+                        cursor = newest
                     for message in messages:
                         cursor = message.seq
                         if message.seq in self._acked_uncommitted:

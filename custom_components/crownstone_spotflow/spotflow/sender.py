@@ -13,7 +13,9 @@ from .outbox import Outbox
 from .store import Item
 from .topics import property_bag
 
-# Smaller payloads compress faster than a hop to a thread and back.
+# Brotli quality 1 compresses this much in well under a millisecond, less than a hop to a thread
+# and back. Quality 11 (SMALLEST_SIZE) takes milliseconds even for a few bytes, so it always runs
+# in a thread, off the event loop.
 _COMPRESS_INLINE_BYTES = 16 * 1024
 
 
@@ -93,7 +95,10 @@ class StreamSender:
             raise PayloadTooLargeError(
                 f"The payload has {len(payload)} bytes; the limit is {MAX_PAYLOAD_BYTES}"
             )
-        if len(payload) <= _COMPRESS_INLINE_BYTES:
+        if (
+            self._compression is not Compression.SMALLEST_SIZE
+            and len(payload) <= _COMPRESS_INLINE_BYTES
+        ):
             data, compressed = compress(payload, self._compression)
         else:
             data, compressed = await asyncio.get_running_loop().run_in_executor(

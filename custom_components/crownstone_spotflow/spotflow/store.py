@@ -268,17 +268,20 @@ class Store:
             **state.counters,
         )
 
-    def commit(self, items: Sequence[Item], acked: Iterable[int], *, flush: bool) -> Commit:
+    def commit(
+        self, items: Sequence[Item], acked: Iterable[int], *, flush: bool, dropped: int
+    ) -> Commit:
         """Store items, delete acknowledged messages, bound the backlog, pack records.
 
-        `flush` also packs partial messages.
+        `flush` also packs partial messages; `dropped` counts records dropped before the disk.
         """
         saved = copy.deepcopy(self._state)
         try:
             with self._transaction():
+                self._state.counters["records_dropped"] += dropped
                 self._delete_acknowledged(acked)
                 rejected, message_seqs = self._insert(items)
-                dropped = self._enforce_bound()
+                dropped_messages = self._enforce_bound()
                 self._pack(flush=flush)
                 self._conn.executemany(
                     "INSERT OR REPLACE INTO settings VALUES (?, ?)",
@@ -287,7 +290,7 @@ class Store:
         except (sqlite3.Error, OSError) as err:
             self._state = saved
             raise storage_error(err) from err
-        return Commit(rejected, message_seqs, dropped, self.backlog)
+        return Commit(rejected, message_seqs, dropped_messages, self.backlog)
 
     def fetch_messages(self, after_seq: int, limit: int) -> list[QueuedMessage]:
         """Return up to `limit` queued messages after `after_seq`, oldest first."""
@@ -365,9 +368,12 @@ class Store:
                 state.unpacked[stream_id][0] += 1
                 state.unpacked[stream_id][1] += len(item.data)
                 continue
-            # Whole messages keep their order relative to the records queued before them.
+            # Records of the stream queued before a whole message are packed before it, so the
+            # platform gets the stream in the order it was queued.
             self._insert_records(records)
             records = []
+            while state.unpacked[stream_id][0]:
+                self._pack_one(item.stream, stream_id)
             message_seqs[index] = self._insert_message(item.properties, item.data, 1)
         self._insert_records(records)
         return rejected, message_seqs
@@ -401,7 +407,8 @@ class Store:
         if self._config.overflow != "drop_oldest":
             return dropped
         state = self._state
-        # Whole messages go first: they are the oldest, and their records cannot be split.
+        # Messages go first: each holds records older than its stream's unpacked ones (see
+        # `_insert`), and their records cannot be split.
         while self._over_bound() and state.messages:
             seq, records, size = self._conn.execute(
                 "DELETE FROM messages WHERE seq = (SELECT MIN(seq) FROM messages)"
