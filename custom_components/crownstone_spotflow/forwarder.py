@@ -12,7 +12,6 @@ import asyncio
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
-import json
 from pathlib import Path
 import re
 import secrets
@@ -47,10 +46,11 @@ from homeassistant.helpers.entityfilter import (
     convert_filter,
 )
 from homeassistant.helpers.event import async_track_time_interval
-from homeassistant.helpers.json import json_bytes
+from homeassistant.helpers.json import json_bytes, json_encoder_default
 from homeassistant.helpers.storage import STORAGE_DIR
 from homeassistant.loader import async_get_integration
 from homeassistant.util.hass_dict import HassKey
+import orjson
 import voluptuous as vol
 
 from .const import DOMAIN, LOGGER
@@ -69,6 +69,7 @@ from .spotflow import (
     OutboxCorruptError,
     OutboxStats,
     OutboxStorageError,
+    PayloadTooLargeError,
     ProvisioningOperation,
     ProvisioningOperationCancelledError,
     ProvisioningOperationExpiredError,
@@ -90,6 +91,7 @@ FILTER_KEYS: Final = (
     CONF_EXCLUDE_ENTITIES,
     CONF_EXCLUDE_ENTITY_GLOBS,
 )
+INCLUDE_KEYS: Final = (CONF_INCLUDE_DOMAINS, CONF_INCLUDE_ENTITIES, CONF_INCLUDE_ENTITY_GLOBS)
 DEVICE_ID_PATTERN: Final = re.compile(r"[0-9A-Za-z._-]{4,90}")
 
 # Entities read the outbox counters at this rate; every change of theirs is a recorder row.
@@ -103,6 +105,7 @@ RETRY_INTERVAL = 30.0
 
 DESIRED_PAUSED: Final = "paused"
 DESIRED_ENTITY_FILTER: Final = "entityFilter"
+
 
 FORWARDERS: HassKey[dict[str, Forwarder]] = HassKey(f"{DOMAIN}_spotflow_forwarders")
 TO_REDACT: Final = {"provisioning_token"}
@@ -140,13 +143,15 @@ class ForwarderSettings:
         return options
 
     def same_registration(self, other: ForwarderSettings) -> bool:
-        """Return whether `other` can keep using this provisioned outbox."""
+        """Return whether `other` can start from the registration stored in this outbox.
+
+        Another CA only changes whom the client trusts; the registration stays valid.
+        """
         return self.outbox is not None and (
             self.provisioning_token,
             self.device_id,
             self.instance,
-            self.ca_certificate,
-        ) == (other.provisioning_token, other.device_id, other.instance, other.ca_certificate)
+        ) == (other.provisioning_token, other.device_id, other.instance)
 
 
 def entity_filter_config(config: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -159,6 +164,14 @@ def entity_filter_config(config: Mapping[str, Any]) -> dict[str, list[str]]:
         # Config validation assumes strings; the platform may send any JSON.
         raise vol.Invalid(f"not a list of strings: {err}") from err
     return validated
+
+
+def _json_default(value: Any) -> Any:
+    """Encode what orjson refused like Home Assistant does, else as text."""
+    try:
+        return json_encoder_default(value)
+    except TypeError:
+        return str(value)
 
 
 def outbox_path(hass: HomeAssistant, name: str) -> Path:
@@ -191,6 +204,7 @@ async def async_start_client(
     *,
     on_operation: Callable[[ProvisioningOperation], None] | None = None,
     on_desired: Callable[[DesiredProperties], None] | None = None,
+    on_outbox_ready: Callable[[DeviceClient], None] | None = None,
     outbox: OutboxConfig | None = None,
 ) -> DeviceClient:
     """Start a Spotflow device client on an outbox; provision first if it holds no device."""
@@ -206,6 +220,7 @@ async def async_start_client(
         instance=settings.instance,
         display_provisioning_operation_callback=on_operation,
         desired_properties_updated_callback=on_desired,
+        outbox_ready_callback=on_outbox_ready,
         websession=async_get_clientsession(hass),
         ca_file=ca_file,
         outbox=outbox,
@@ -224,6 +239,15 @@ _START_FAILURES: Final[tuple[tuple[type[SpotflowError], ForwarderIssue], ...]] =
     (OutboxStorageError, ForwarderIssue.OUTBOX_UNUSABLE),
     (OutboxCorruptError, ForwarderIssue.OUTBOX_UNUSABLE),
 )
+# Issues that a working connection to the platform resolves.
+_CONNECTION_ISSUES: Final = START_ISSUES - {ForwarderIssue.OUTBOX_UNUSABLE}
+
+
+def _start_failure_issue(error: SpotflowError | None) -> ForwarderIssue | None:
+    for error_type, issue in _START_FAILURES:
+        if isinstance(error, error_type):
+            return issue
+    return None
 
 
 class Forwarder:
@@ -254,6 +278,7 @@ class Forwarder:
         self._decisions: dict[str, bool] = {}
         self._sender: StreamSender | None = None
         self._sequence = 0
+        self._too_large: set[str] = set()
         self._dropped_seen: int | None = None
         self._reported: dict[str, Any] | None = None
         self._report_task: asyncio.Task[None] | None = None
@@ -301,27 +326,31 @@ class Forwarder:
 
     async def _async_connect(self) -> None:
         try:
-            client = await async_start_client(
+            await async_start_client(
                 self.hass,
                 self.settings,
                 self.db,
                 on_operation=self._async_on_operation,
                 on_desired=self._async_on_desired,
+                # Records are kept from here on, also while registering or waiting for approval.
+                on_outbox_ready=self._async_attach,
                 outbox=self.outbox_config,
             )
         except SpotflowError as err:
-            for error_type, issue in _START_FAILURES:
-                if isinstance(err, error_type):
-                    async_clear_issues(self.hass, self.entry.entry_id, START_ISSUES)
-                    async_raise_issue(self.hass, self.entry, issue)
-                    break
+            await self._async_detach()
             LOGGER.error("Mirroring into Spotflow could not start: %s", err)
+            if (issue := _start_failure_issue(err)) is not None:
+                async_clear_issues(self.hass, self.entry.entry_id, START_ISSUES)
+                async_raise_issue(self.hass, self.entry, issue)
+            if isinstance(err, RegistrationTokenRevokedError):
+                # The client forgot the revoked credentials: starting again asks for approval.
+                self._async_schedule_restart()
             return
-        self._async_attach(client)
+        async_clear_issues(self.hass, self.entry.entry_id, START_ISSUES)
+        self._async_check_client()
 
     @callback
     def _async_attach(self, client: DeviceClient) -> None:
-        async_clear_issues(self.hass, self.entry.entry_id, START_ISSUES)
         self.client = client
         self.stats = client.stats
         self._dropped_seen = self.stats.records_dropped
@@ -372,19 +401,25 @@ class Forwarder:
         self._async_notify()
         if connected:
             self._async_schedule_report()
-        else:
-            self._async_check_revoked()
+        self._async_check_client()
 
     @callback
-    def _async_check_revoked(self) -> None:
-        if (
-            self.client is not None
-            and isinstance(self.client.last_error, RegistrationTokenRevokedError)
-            and self._restart_task is None
-        ):
-            # The client gave up and forgot its credentials; starting again asks for approval
-            # (the outbox and its backlog stay).
-            async_raise_issue(self.hass, self.entry, ForwarderIssue.REGISTRATION_REVOKED)
+    def _async_check_client(self) -> None:
+        """Show what keeps the running client from the platform as the issue used at start."""
+        if (client := self.client) is None:
+            return
+        if client.connected:
+            async_clear_issues(self.hass, self.entry.entry_id, _CONNECTION_ISSUES)
+        elif (issue := _start_failure_issue(client.last_error)) is not None:
+            async_raise_issue(self.hass, self.entry, issue)
+            if issue is ForwarderIssue.REGISTRATION_REVOKED:
+                # The client gave up and forgot its credentials; starting again asks for
+                # approval (the outbox and its backlog stay).
+                self._async_schedule_restart()
+
+    @callback
+    def _async_schedule_restart(self) -> None:
+        if self._restart_task is None:
             self._restart_task = self._async_create_task(self._async_restart(), "restart")
 
     async def _async_restart(self) -> None:
@@ -410,22 +445,39 @@ class Forwarder:
     def _async_on_state_changed(self, event: Event[EventStateChangedData]) -> None:
         """Hand one state change to the outbox; runs on the loop for every mirrored change."""
         data = event.data
-        self._sender.enqueue_record_nowait(self._record(data["entity_id"], data["new_state"]))  # type: ignore[union-attr]
+        self._async_enqueue(data["entity_id"], data["new_state"])
+
+    @callback
+    def _async_enqueue(
+        self, entity_id: str, state: State | None, *, snapshot: bool = False
+    ) -> None:
+        assert self._sender is not None
+        try:
+            self._sender.enqueue_record_nowait(self._record(entity_id, state, snapshot=snapshot))
+        except PayloadTooLargeError as err:
+            if entity_id not in self._too_large:
+                self._too_large.add(entity_id)
+                LOGGER.warning("Not mirroring states of %s into Spotflow: %s", entity_id, err)
+            return
+        self._sequence += 1
 
     def _decide(self, entity_id: str) -> bool:
         entry = self._entity_registry.async_get(entity_id)
         if entry is not None and entry.unique_id.startswith(self.unique_id_prefix):
             # Mirroring the forwarder's own counters would feed back on itself.
             return False
-        if self.platform_filter is not None:
-            return self.platform_filter(entity_id)
-        if self._entity_filter.empty_filter:
-            return entry is not None and entry.config_entry_id == self.entry.entry_id
-        return self._entity_filter(entity_id)
+        entity_filter = (
+            self._entity_filter if self.platform_filter is None else self.platform_filter
+        )
+        if not any(entity_filter.config[key] for key in INCLUDE_KEYS) and (
+            entry is None or entry.config_entry_id != self.entry.entry_id
+        ):
+            # Without include rules the own entities are the ones to choose from.
+            return False
+        return entity_filter(entity_id)
 
-    def _record(self, entity_id: str, state: State | None, *, snapshot: bool = False) -> bytes:
-        self._sequence += 1
-        record: dict[str, Any] = {"seq": self._sequence, "entity_id": entity_id}
+    def _record(self, entity_id: str, state: State | None, *, snapshot: bool) -> bytes:
+        record: dict[str, Any] = {"seq": self._sequence + 1, "entity_id": entity_id}
         if state is None:
             record["removed"] = True
         else:
@@ -439,8 +491,8 @@ class Forwarder:
         try:
             return json_bytes(record)
         except TypeError:
-            # An attribute orjson cannot encode must not cost the whole state.
-            return json.dumps(record, default=str).encode()
+            # An attribute Home Assistant cannot encode must not cost the whole state.
+            return orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS, default=_json_default)
 
     @callback
     def _async_snapshot(self) -> None:
@@ -449,9 +501,7 @@ class Forwarder:
             return
         for state in self.hass.states.async_all():
             if self._async_filter_entity(state.entity_id):
-                self._sender.enqueue_record_nowait(
-                    self._record(state.entity_id, state, snapshot=True)
-                )
+                self._async_enqueue(state.entity_id, state, snapshot=True)
 
     @callback
     def _async_filter_entity(self, entity_id: str) -> bool:
@@ -520,6 +570,8 @@ class Forwarder:
             async_clear_issues(
                 self.hass, self.entry.entry_id, frozenset({ForwarderIssue.OUTBOX_UNUSABLE})
             )
+        # An offline start or a lost connection retries by itself; only its cause is shown.
+        self._async_check_client()
 
     @callback
     def _async_report_tick(self, _now: datetime) -> None:
@@ -573,14 +625,20 @@ class Forwarder:
         if self._unsub_stop is not None:
             self._unsub_stop()
             self._unsub_stop = None
+        # No record may reach an outbox that a cancelled start is closing.
+        self._async_unsubscribe()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._async_detach()
 
-    async def _async_detach(self) -> None:
+    @callback
+    def _async_unsubscribe(self) -> None:
         while self._unsubs:
             self._unsubs.pop()()
+
+    async def _async_detach(self) -> None:
+        self._async_unsubscribe()
         if self._report_task is not None and self._report_task is not asyncio.current_task():
             self._report_task.cancel()
         if (client := self.client) is not None:
@@ -623,22 +681,25 @@ async def async_setup_forwarder(
 
 
 async def async_unload_forwarder(hass: HomeAssistant, entry: ConfigEntry) -> None:
-    """Stop mirroring for a config entry; drop its outbox if a new one replaced it."""
+    """Stop mirroring for a config entry; its outbox stays for the next start."""
     if (forwarder := hass.data.get(FORWARDERS, {}).pop(entry.entry_id, None)) is None:
         return
     await forwarder.async_stop()
-    current = ForwarderSettings.from_entry(entry)
-    if current.outbox != forwarder.settings.outbox:
-        # Provisioned again (new device or token): the old registration is gone for good.
-        await hass.async_add_executor_job(remove_outbox_files, forwarder.db)
+    # Issues about delivery mean nothing while the forwarder does not run.
+    async_clear_issues(
+        hass,
+        entry.entry_id,
+        frozenset({ForwarderIssue.PROVISIONING_REQUIRED, ForwarderIssue.BACKLOG_DROPPING}),
+    )
 
 
 async def async_remove_forwarder(hass: HomeAssistant, entry: ConfigEntry) -> None:
     """Delete every outbox file of a config entry that is being removed."""
 
     def remove_files() -> None:
-        for db in Path(hass.config.path(STORAGE_DIR)).glob(f"{DOMAIN}.{entry.entry_id}.*.db"):
-            remove_outbox_files(db)
+        # Outboxes with their side files, CA files and the copies of corrupt ones set aside.
+        for path in Path(hass.config.path(STORAGE_DIR)).glob(f"{DOMAIN}.{entry.entry_id}.*"):
+            path.unlink()
 
     await hass.async_add_executor_job(remove_files)
     async_clear_issues(hass, entry.entry_id)

@@ -77,16 +77,19 @@ _PROVISIONING_ERRORS: Final[tuple[tuple[type[SpotflowError], str, str], ...]] = 
 
 
 @callback
-def async_save_options_and_reload(flow: OptionsFlow, options: dict[str, Any]) -> ConfigFlowResult:
+def async_save_options_and_reload(
+    flow: OptionsFlow, options: dict[str, Any], *, reload: bool = False
+) -> ConfigFlowResult:
     """Finish an options flow and apply the new options by reloading the entry.
 
     `OptionsFlowWithReload` does not exist in Home Assistant 2025.4, and update listeners are
     deprecated in newer releases; updating the entry and scheduling its reload here does the same
-    on every release (the flow manager then finds the options unchanged).
+    on every release (the flow manager then finds the options unchanged). `reload` reloads even
+    when the options did not change.
     """
     hass = flow.hass
     entry = flow.config_entry
-    if hass.config_entries.async_update_entry(entry, options=options):
+    if hass.config_entries.async_update_entry(entry, options=options) or reload:
         hass.config_entries.async_schedule_reload(entry.entry_id)
     return flow.async_create_entry(data=options)
 
@@ -110,6 +113,8 @@ class ForwarderOptionsFlow(OptionsFlow):
         self._entered_token: str | None = None
         self._errors: dict[str, str] = {}
         self._candidate: ForwarderSettings | None = None
+        self._new_outbox = False
+        self._saved = False
         self._provisioning: asyncio.Task[str] | None = None
         self._operation: ProvisioningOperation | None = None
         self._news: asyncio.Future[None] | None = None
@@ -126,8 +131,10 @@ class ForwarderOptionsFlow(OptionsFlow):
             if candidate is not None:
                 if current.same_registration(candidate):
                     return self._async_save(replace(candidate, outbox=current.outbox))
+                # Provisioning again in the outbox in use keeps the records waiting in it.
+                self._new_outbox = current.outbox is None
                 self._candidate = replace(
-                    candidate, outbox=new_outbox_name(self.config_entry.entry_id)
+                    candidate, outbox=current.outbox or new_outbox_name(self.config_entry.entry_id)
                 )
                 return await self.async_step_provision()
         suggested = dict(self._user_input or await self._async_suggested_values(current))
@@ -193,8 +200,11 @@ class ForwarderOptionsFlow(OptionsFlow):
         assert self._candidate is not None
         if self._provisioning is None:
             self._operation = None
-            self._provisioning = self.hass.async_create_task(
-                self._async_provision(self._candidate), eager_start=False
+            # Background tasks: Home Assistant does not wait for a person at shutdown.
+            self._provisioning = self.hass.async_create_background_task(
+                self._async_provision(self._candidate),
+                f"{self.handler} spotflow provisioning",
+                eager_start=False,
             )
             self._provisioning.add_done_callback(lambda _: self._async_tell_news())
         if self._provisioning.done():
@@ -202,7 +212,9 @@ class ForwarderOptionsFlow(OptionsFlow):
         # The progress step comes back here when provisioning ends or a new code appears.
         if self._waiter is None or self._waiter.done():
             self._news = self.hass.loop.create_future()
-            self._waiter = self.hass.async_create_task(self._async_wait(self._news))
+            self._waiter = self.hass.async_create_background_task(
+                self._async_wait(self._news), f"{self.handler} spotflow provisioning progress"
+            )
         waiter = self._waiter
         if (operation := self._operation) is None:
             return self.async_show_progress(
@@ -228,14 +240,40 @@ class ForwarderOptionsFlow(OptionsFlow):
 
     @callback
     def async_remove(self) -> None:
-        """Stop provisioning when the person closes the flow."""
-        if self._provisioning is not None:
-            self._provisioning.cancel()
+        """Stop provisioning when the person closes the flow, and undo what it left."""
+        if self._saved or self._candidate is None:
+            return
+        if (provisioning := self._provisioning) is not None:
+            provisioning.cancel()
+        self.hass.async_create_background_task(
+            self._async_undo(provisioning, self._candidate),
+            f"{self.handler} spotflow provisioning cleanup",
+        )
+
+    async def _async_undo(
+        self, provisioning: asyncio.Task[str] | None, candidate: ForwarderSettings
+    ) -> None:
+        if provisioning is not None:
+            # It closes the outbox first.
+            await asyncio.gather(provisioning, return_exceptions=True)
+        if not self._new_outbox:
+            # Provisioning stopped the forwarder; it starts again as it was.
+            self.hass.config_entries.async_schedule_reload(self.config_entry.entry_id)
+            return
+        assert candidate.outbox is not None
+        await self.hass.async_add_executor_job(
+            remove_outbox_files, outbox_path(self.hass, candidate.outbox)
+        )
 
     async def _async_provision(self, settings: ForwarderSettings) -> str:
-        """Provision into a fresh outbox; return the device id the approver settled on."""
+        """Provision in the outbox; return the device id the approver settled on."""
         assert settings.outbox is not None
         db = outbox_path(self.hass, settings.outbox)
+        if not self._new_outbox and (
+            forwarder := async_get_forwarder(self.hass, self.config_entry.entry_id)
+        ):
+            # One client at a time uses an outbox; the entry reloads when the flow ends.
+            await forwarder.async_stop()
         try:
             client = await async_start_client(
                 self.hass, settings, db, on_operation=self._async_on_operation
@@ -245,7 +283,8 @@ class ForwarderOptionsFlow(OptionsFlow):
             finally:
                 await client.close()
         except BaseException:
-            await self.hass.async_add_executor_job(remove_outbox_files, db)
+            if self._new_outbox:
+                await self.hass.async_add_executor_job(remove_outbox_files, db)
             raise
 
     @callback
@@ -290,8 +329,13 @@ class ForwarderOptionsFlow(OptionsFlow):
 
     @callback
     def _async_save(self, settings: ForwarderSettings) -> ConfigFlowResult:
+        self._saved = True
+        forwarder = async_get_forwarder(self.hass, self.config_entry.entry_id)
         return async_save_options_and_reload(
-            self, {**self.config_entry.options, OPTIONS_KEY: settings.as_options()}
+            self,
+            {**self.config_entry.options, OPTIONS_KEY: settings.as_options()},
+            # Submitting again is how the repairs say to retry a start that failed.
+            reload=settings.enabled and (forwarder is None or forwarder.client is None),
         )
 
     async def _async_suggested_values(self, current: ForwarderSettings) -> dict[str, Any]:

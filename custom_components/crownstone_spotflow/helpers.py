@@ -16,6 +16,8 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .cloud import (
     MIN_BRIGHTNESS,
     Crownstone,
+    CrownstoneAbilityError,
+    CrownstoneBrightnessError,
     CrownstoneConnectionError,
     CrownstoneCredentialsError,
     CrownstoneError,
@@ -43,7 +45,7 @@ def crownstone_exception_handler[_FuncT: Callable[..., Coroutine[Any, Any, None]
 
     # Typed through a cast: mypy's strict extra checks refuse Concatenate over methods whose
     # first parameter is named `self`.
-    async def handler(self: CrownstoneEntity, /, *args: Any, **kwargs: Any) -> None:
+    async def handler(self: CrownstoneStoneEntity, /, *args: Any, **kwargs: Any) -> None:
         try:
             await func(self, *args, **kwargs)
         # Only refused credentials: any other authentication error is a refused command.
@@ -62,13 +64,33 @@ def crownstone_exception_handler[_FuncT: Callable[..., Coroutine[Any, Any, None]
                     self.coordinator.async_request_refresh(),
                     "crownstone_spotflow read after a refused command",
                 )
-            raise HomeAssistantError(
-                translation_domain=DOMAIN,
-                translation_key="command_failed",
-                translation_placeholders={"error": str(error)},
-            ) from error
+            raise _command_error(self.crownstone.name, error) from error
 
     return cast("_FuncT", handler)
+
+
+def _command_error(name: str, error: CrownstoneError) -> HomeAssistantError:
+    """Say why a command failed in the user's language; the library's words only as detail."""
+    placeholders = {"name": name, "error": str(error)}
+    if isinstance(error, CrownstoneConnectionError):
+        return HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="cannot_reach_cloud",
+            translation_placeholders=placeholders,
+        )
+    if isinstance(error, CrownstoneAbilityError) and not isinstance(
+        error, CrownstoneBrightnessError
+    ):
+        return HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="dimming_disabled",
+            translation_placeholders=placeholders,
+        )
+    return HomeAssistantError(
+        translation_domain=DOMAIN,
+        translation_key="command_failed",
+        translation_placeholders=placeholders,
+    )
 
 
 def brightness_to_percentage(brightness: int) -> int:

@@ -63,11 +63,25 @@ async def cloud(hass: HomeAssistant, socket_enabled: None) -> AsyncGenerator[Clo
 
 
 @pytest.fixture
+def registration_token_ttl() -> float:
+    """Return how long the platform's registration tokens live, in seconds."""
+    return 7 * 86400
+
+
+@pytest.fixture
 async def platform(
-    hass: HomeAssistant, tmp_path: Path, socket_enabled: None, auto_approve: bool
+    hass: HomeAssistant,
+    tmp_path: Path,
+    socket_enabled: None,
+    auto_approve: bool,
+    registration_token_ttl: float,
 ) -> AsyncGenerator[PlatformSimulator]:
     """Run the Spotflow platform simulator on the hass fixture's loop."""
-    simulator = PlatformSimulator(tmp_path / "platform", auto_approve=auto_approve)
+    simulator = PlatformSimulator(
+        tmp_path / "platform",
+        auto_approve=auto_approve,
+        registration_token_ttl=registration_token_ttl,
+    )
     await simulator.start()
     yield simulator
     await simulator.stop()
@@ -122,13 +136,13 @@ async def entry(
 
 @pytest.fixture
 def start_forwarder(hass: HomeAssistant, entry: MockConfigEntry) -> Callable[..., Any]:
-    """Return a function that starts the entry's forwarder and waits until it runs."""
+    """Return a function that starts the entry's forwarder and waits until it is connected."""
 
     async def start(outbox: OutboxConfig = FAST_OUTBOX, *, wait: bool = True) -> Forwarder:
         started = await async_setup_forwarder(hass, entry, outbox=outbox)
         assert started is not None
         if wait:
-            await wait_for(lambda: started.client is not None)
+            await wait_for(lambda: started.client is not None and started.client.connected)
         return started
 
     return start
@@ -155,7 +169,8 @@ async def wait_for_records(
     platform: PlatformSimulator,
     condition: Callable[[list[dict[str, Any]]], bool],
     timeout: float = 10.0,  # noqa: ASYNC109
+    device_id: str = DEVICE_ID,
 ) -> list[dict[str, Any]]:
-    """Wait until the stored records satisfy a condition; return them."""
-    await wait_for(lambda: condition(records(platform)), timeout)
-    return records(platform)
+    """Wait until the stored records (of one device) satisfy a condition; return them."""
+    await wait_for(lambda: condition(records(platform, device_id)), timeout)
+    return records(platform, device_id)

@@ -56,7 +56,7 @@ async def set_up(hass: HomeAssistant, entry: MockConfigEntry) -> None:
     await hass.async_block_till_done()
     forwarder = async_get_forwarder(hass, entry.entry_id)
     assert forwarder is not None
-    await wait_for(lambda: forwarder.client is not None)
+    await wait_for(lambda: forwarder.client is not None and forwarder.client.connected)
 
 
 def mirror_only_test_sensors(hass: HomeAssistant, entry: MockConfigEntry) -> None:

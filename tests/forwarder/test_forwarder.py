@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
+import logging
 from typing import Any
 
 from homeassistant.const import EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
+import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.crownstone_spotflow.const import DOMAIN
-from custom_components.crownstone_spotflow.forwarder import OPTIONS_KEY
+from custom_components.crownstone_spotflow.forwarder import OPTIONS_KEY, async_unload_forwarder
+from custom_components.crownstone_spotflow.spotflow import OutboxConfig
 from simulators.spotflow_platform import PlatformSimulator
 
 from .conftest import records, wait_for, wait_for_records
@@ -139,8 +143,6 @@ async def test_restart_with_backlog(
     start_forwarder: Callable[..., Any],
 ) -> None:
     """A backlog on disk when Home Assistant stops is delivered after it starts again."""
-    from custom_components.crownstone_spotflow.forwarder import async_unload_forwarder
-
     lamp = own_entity(hass, entry, "lamp")
     forwarder = await start_forwarder()
     await platform.stop_broker()
@@ -177,7 +179,10 @@ async def test_odd_attributes_renames_and_stop(
     Assistant stops the forwarder."""
     lamp = own_entity(hass, entry, "lamp")
     forwarder = await start_forwarder()
-    hass.states.async_set(lamp, "on", {"odd": Odd(), "brightness": 3})
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    hass.states.async_set(
+        lamp, "on", {"odd": Odd(), "brightness": 3, "when": when, "nan": float("nan")}
+    )
     hass.states.async_set("light.renamed", "on")  # not this entry's (yet): not mirrored
     hass.states.async_remove("light.renamed")
     er.async_get(hass).async_update_entity(lamp, new_entity_id="light.renamed")
@@ -188,8 +193,131 @@ async def test_odd_attributes_renames_and_stop(
         (lamp, "on"),
         ("light.renamed", "off"),
     ]
-    assert found[0]["attributes"] == {"odd": "odd", "brightness": 3}
+    # The rest is encoded as Home Assistant does: ISO times, NaN as null.
+    assert found[0]["attributes"] == {
+        "odd": "odd",
+        "brightness": 3,
+        "when": "2026-01-02T03:04:05+00:00",
+        "nan": None,
+    }
 
     hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
     await hass.async_block_till_done()
     assert forwarder.client is None
+
+
+async def test_changes_while_registering_at_start_are_kept(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    platform: PlatformSimulator,
+    start_forwarder: Callable[..., Any],
+) -> None:
+    """Changes made while a slow platform keeps the start registering are kept on disk and
+    delivered once it answers."""
+    lamp = own_entity(hass, entry, "lamp")
+    await start_forwarder()
+    await async_unload_forwarder(hass, entry)
+
+    platform.inject_api_fault("/devices/register", 503, delay=3.0)
+    forwarder = await start_forwarder(wait=False)
+    await wait_for(lambda: forwarder.client is not None, timeout=2.0)
+    for value in range(10):
+        hass.states.async_set(lamp, str(value))
+    await wait_for(lambda: forwarder.client.stats.backlog_records == 10, timeout=2.0)
+    assert not forwarder.client.connected
+    assert platform.message_count == 0
+
+    found = await wait_for_records(platform, lambda found: len(found) >= 10)
+    assert [r["state"] for r in found] == [str(value) for value in range(10)]
+
+
+async def test_home_assistant_stop_commits_the_buffer(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    platform: PlatformSimulator,
+    start_forwarder: Callable[..., Any],
+) -> None:
+    """Stopping Home Assistant as it does (background tasks cancelled, then the stop event)
+    writes what is buffered; the next start delivers everything exactly once."""
+    lamp = own_entity(hass, entry, "lamp")
+    # Nothing reaches the disk by itself during the test: only the stop writes it.
+    forwarder = await start_forwarder(OutboxConfig(commit_interval=60, pack_linger=0.01))
+    await platform.stop_broker()
+    await wait_for(lambda: not forwarder.client.connected)
+    for value in range(50):
+        hass.states.async_set(lamp, str(value))
+    assert forwarder.client.stats.backlog_records == 50
+
+    # What Home Assistant's stop does: cancel every background task, then fire the event.
+    for task in list(hass._background_tasks):
+        task.cancel()
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
+    await hass.async_block_till_done()
+    assert forwarder.client is None
+
+    await platform.start_broker()
+    await start_forwarder()
+    found = await wait_for_records(platform, lambda found: len(found) >= 51)
+    assert [r["state"] for r in found] == [*(str(value) for value in range(50)), "49"]
+    assert [r["seq"] for r in found] == list(range(1, 52))
+
+
+async def test_record_too_large_costs_only_itself(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    platform: PlatformSimulator,
+    start_forwarder: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A state too large for one message is left out with one warning; the others go on,
+    numbered without gaps."""
+    huge = own_entity(hass, entry, "a_huge")
+    lamp = own_entity(hass, entry, "b_lamp")
+    hass.states.async_set(huge, "on", {"blob": "x" * 300_000})
+    hass.states.async_set(lamp, "on")
+    await start_forwarder()
+    hass.states.async_set(huge, "off", {"blob": "y" * 300_000})
+    hass.states.async_set(lamp, "off")
+    found = await wait_for_records(platform, lambda found: len(found) >= 2)
+    assert [(r["seq"], r["entity_id"], r["state"]) for r in found] == [
+        (1, lamp, "on"),
+        (2, lamp, "off"),
+    ]
+    warnings = [
+        record
+        for record in caplog.records
+        if record.levelno == logging.WARNING and huge in record.getMessage()
+    ]
+    assert len(warnings) == 1
+    assert "x" * 100 not in warnings[0].getMessage()
+
+
+async def test_filters_without_includes_choose_among_own_entities(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    platform: PlatformSimulator,
+    start_forwarder: Callable[..., Any],
+) -> None:
+    """Only excludes in the options remove from this entry's entities; an empty filter from the
+    platform means this entry's entities too, not every entity."""
+    lamp = own_entity(hass, entry, "lamp")
+    hidden = own_entity(hass, entry, "hidden")
+    set_filter(hass, entry, entity_filter={"exclude_entities": [hidden]})
+    forwarder = await start_forwarder()
+    hass.states.async_set("light.foreign", "on")
+    hass.states.async_set(hidden, "on")
+    hass.states.async_set(lamp, "on")
+    found = await wait_for_records(platform, lambda found: len(found) >= 1)
+    assert [(r["entity_id"], r["state"]) for r in found] == [(lamp, "on")]
+
+    platform.set_desired("ha-test", {"entityFilter": {}})
+    await wait_for(lambda: forwarder.platform_filter is not None)
+    hass.states.async_set("light.foreign", "off")
+    hass.states.async_set(lamp, "off")
+    found = await wait_for_records(platform, lambda found: found[-1]["state"] == "off")
+    # The new filter's snapshot has both own entities; the foreign one never appears.
+    assert sorted((r["entity_id"], r["state"]) for r in found[1:]) == [
+        (hidden, "on"),
+        (lamp, "off"),
+        (lamp, "on"),
+    ]

@@ -11,14 +11,21 @@ from unittest.mock import patch
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import entity_registry as er, issue_registry as ir
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.crownstone_spotflow.forwarder import OPTIONS_KEY, outbox_path
+from custom_components.crownstone_spotflow.const import DOMAIN
+from custom_components.crownstone_spotflow.forwarder import (
+    OPTIONS_KEY,
+    async_get_forwarder,
+    outbox_path,
+)
+from custom_components.crownstone_spotflow.forwarder_repairs import ForwarderIssue, issue_id
 from simulators.crownstone_cloud import CloudSimulator
 from simulators.spotflow_platform import PlatformSimulator
 
-from .conftest import demo_account_entry, forwarder_options, wait_for
+from .conftest import demo_account_entry, forwarder_options, wait_for, wait_for_records
 
 
 @pytest.fixture
@@ -78,8 +85,16 @@ async def submit_and_wait_for_code(
 
 async def finish(hass: HomeAssistant, flow_id: str) -> dict[str, Any]:
     """Let provisioning end and return the flow's next result."""
-    await hass.async_block_till_done()
-    return await hass.config_entries.options.async_configure(flow_id)  # type: ignore[return-value]
+    # Provisioning runs as a background task: the frontend polls, and so does the test.
+    async with asyncio.timeout(10):
+        while True:
+            result = await hass.config_entries.options.async_configure(flow_id)
+            if result["type"] is not FlowResultType.SHOW_PROGRESS:
+                break
+            await asyncio.sleep(0.01)
+    if result["type"] is FlowResultType.SHOW_PROGRESS_DONE:
+        result = await hass.config_entries.options.async_configure(flow_id)
+    return result  # type: ignore[return-value]
 
 
 async def test_enable_with_approval(
@@ -109,6 +124,12 @@ async def test_enable_with_approval(
     # Applied by reloading the entry.
     assert loaded_entry.state is ConfigEntryState.LOADED
     assert loaded_entry.runtime_data is not coordinator
+    # The reloaded forwarder starts from the registration under the approver's device id.
+    forwarder = async_get_forwarder(hass, loaded_entry.entry_id)
+    assert forwarder is not None
+    await wait_for(lambda: forwarder.client is not None and forwarder.client.connected)
+    assert forwarder.client.device_id == "ha-renamed"
+    assert platform.pending_operations() == []
 
 
 @pytest.mark.parametrize(
@@ -184,11 +205,36 @@ async def test_workspace_disabled(
 async def test_closing_the_flow_stops_provisioning(
     hass: HomeAssistant, loaded_entry: MockConfigEntry, platform: PlatformSimulator
 ) -> None:
-    """Closing the dialog while waiting cancels provisioning and removes its outbox."""
+    """Closing the dialog while waiting cancels provisioning and removes its outbox; an open
+    dialog never holds Home Assistant up."""
     result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
     await submit_and_wait_for_code(hass, platform, result["flow_id"], form_input(platform))
+    async with asyncio.timeout(2):
+        await hass.async_block_till_done()
     hass.config_entries.options.async_abort(result["flow_id"])
     storage = Path(hass.config.path(".storage"))
+    await wait_for(lambda: not list(storage.glob("*.spotflow.*")))
+    assert OPTIONS_KEY not in loaded_entry.options
+
+
+async def test_closing_the_flow_after_approval_removes_the_outbox(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, platform: PlatformSimulator
+) -> None:
+    """A device approved but never saved leaves no outbox behind when the dialog closes."""
+    result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
+    operation_id, _ = await submit_and_wait_for_code(
+        hass, platform, result["flow_id"], form_input(platform)
+    )
+    platform.approve(operation_id)
+    await wait_for(
+        lambda: not any(
+            task.get_coro().__qualname__ == "ForwarderOptionsFlow._async_provision"  # type: ignore[union-attr]
+            for task in asyncio.all_tasks()
+        )
+    )
+    storage = Path(hass.config.path(".storage"))
+    assert list(storage.glob("*.spotflow.db"))
+    hass.config_entries.options.async_abort(result["flow_id"])
     await wait_for(lambda: not list(storage.glob("*.spotflow.*")))
     assert OPTIONS_KEY not in loaded_entry.options
 
@@ -284,3 +330,101 @@ async def test_suggested_device_id(
     assert suggested["device_id"].startswith("ha-beach-house-")
     assert 4 <= len(suggested["device_id"]) <= 90
     assert "provisioning_token" not in suggested
+
+
+async def enable(
+    hass: HomeAssistant, entry: MockConfigEntry, platform: PlatformSimulator
+) -> dict[str, Any]:
+    """Enable mirroring through the flow, approve, and return the connected forwarder."""
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    operation_id, _ = await submit_and_wait_for_code(
+        hass, platform, result["flow_id"], form_input(platform, entities={})
+    )
+    platform.approve(operation_id)
+    assert (await finish(hass, result["flow_id"]))["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    forwarder = async_get_forwarder(hass, entry.entry_id)
+    assert forwarder is not None
+    await wait_for(lambda: forwarder.client is not None and forwarder.client.connected)
+    return dict(entry.options[OPTIONS_KEY])
+
+
+async def test_new_token_keeps_the_backlog(
+    hass: HomeAssistant,
+    loaded_entry: MockConfigEntry,
+    platform: PlatformSimulator,
+    tmp_path: Path,
+) -> None:
+    """Entering a new provisioning token provisions again in the same outbox: the records
+    waiting from an outage are delivered afterwards, once each."""
+    stored = await enable(hass, loaded_entry, platform)
+    lamp = (
+        er.async_get(hass)
+        .async_get_or_create("light", DOMAIN, "lamp", config_entry=loaded_entry)
+        .entity_id
+    )
+    forwarder = async_get_forwarder(hass, loaded_entry.entry_id)
+    assert forwarder is not None
+    await platform.stop_broker()
+    await wait_for(lambda: not forwarder.client.connected)
+    for value in range(20):
+        hass.states.async_set(lamp, str(value))
+    await wait_for(lambda: forwarder.client.stats.backlog_records == 20)
+
+    # The workspace now accepts only another token (same data, same address).
+    await platform.stop()
+    rotated = PlatformSimulator(
+        tmp_path / "platform",
+        api_port=int(platform.instance.rpartition(":")[2]),
+        provisioning_token="rotated-token",
+    )
+    await rotated.start()
+    try:
+        result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
+        operation_id, _ = await submit_and_wait_for_code(
+            hass,
+            rotated,
+            result["flow_id"],
+            form_input(rotated, provisioning_token="rotated-token", entities={}),
+        )
+        rotated.approve(operation_id)
+        assert (await finish(hass, result["flow_id"]))["type"] is FlowResultType.CREATE_ENTRY
+        assert loaded_entry.options[OPTIONS_KEY]["outbox"] == stored["outbox"]
+        await hass.async_block_till_done()
+        found = await wait_for_records(rotated, lambda found: len(found) >= 21, device_id="ha-flow")
+        assert [r["state"] for r in found[:20]] == [str(value) for value in range(20)]
+        assert found[20]["snapshot"] is True
+        assert [r["seq"] for r in found] == list(range(1, 22))
+        assert rotated.pending_operations() == []
+    finally:
+        await hass.config_entries.async_unload(loaded_entry.entry_id)
+        await rotated.stop()
+
+
+async def test_submitting_again_restarts_a_stopped_forwarder(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, platform: PlatformSimulator
+) -> None:
+    """After a cancelled approval at runtime, submitting the unchanged options starts again,
+    as the repair says."""
+    await enable(hass, loaded_entry, platform)
+    forwarder = async_get_forwarder(hass, loaded_entry.entry_id)
+    assert forwarder is not None
+    platform.revoke_registration("ha-flow")
+    platform.cancel((await platform.wait_for_operation()).id)
+    cancelled = issue_id(loaded_entry.entry_id, ForwarderIssue.PROVISIONING_CANCELLED)
+    await wait_for(lambda: ir.async_get(hass).async_get_issue(DOMAIN, cancelled) is not None)
+    assert forwarder.client is None
+
+    options = dict(loaded_entry.options)
+    result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], form_input(platform, provisioning_token="", entities={})
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert loaded_entry.options == options
+    platform.approve((await platform.wait_for_operation()).id)
+    await hass.async_block_till_done()
+    restarted = async_get_forwarder(hass, loaded_entry.entry_id)
+    assert restarted is not None
+    await wait_for(lambda: restarted.client is not None and restarted.client.connected)
+    assert ir.async_get(hass).async_get_issue(DOMAIN, cancelled) is None

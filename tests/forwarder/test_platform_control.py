@@ -34,6 +34,7 @@ from custom_components.crownstone_spotflow.spotflow import (
 from simulators.spotflow_platform import PlatformSimulator
 
 from .conftest import DEVICE_ID, FAST_OUTBOX, records, wait_for, wait_for_records
+from .test_forwarder import own_entity
 
 
 def has_issue(hass: HomeAssistant, entry: MockConfigEntry, issue: ForwarderIssue) -> bool:
@@ -52,7 +53,8 @@ async def test_desired_pause_filter_and_reported(
     await wait_for(lambda: forwarder.client.connected)
     platform.set_desired(DEVICE_ID, {"paused": True})
     await wait_for(lambda: forwarder.paused)
-    hass.states.async_set("sensor.ignored_while_paused", "1")
+    # Mirrored by the options' filter, were it not paused.
+    hass.states.async_set(own_entity(hass, entry, "ignored_while_paused"), "1")
 
     platform.set_desired(
         DEVICE_ID, {"paused": False, "entityFilter": {"include_entities": ["sensor.chosen"]}}
@@ -201,3 +203,20 @@ async def test_diagnostics_redact_and_removal_deletes_outbox(
     await async_remove_forwarder(hass, entry)
     assert list(storage.glob("*.spotflow.*")) == []
     assert records(platform) == []
+
+
+async def test_removal_deletes_corrupt_outboxes_set_aside(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    platform: PlatformSimulator,
+    start_forwarder: Callable[..., Any],
+) -> None:
+    """A corrupt outbox is an issue; removing the entry deletes the copy set aside too."""
+    storage = Path(hass.config.path(".storage"))
+    (storage / entry.options[OPTIONS_KEY]["outbox"]).write_bytes(b"not a database" * 1000)
+    await start_forwarder(wait=False)
+    await wait_for(lambda: has_issue(hass, entry, ForwarderIssue.OUTBOX_UNUSABLE))
+    assert list(storage.glob("*.corrupt-*"))
+    await async_unload_forwarder(hass, entry)
+    await async_remove_forwarder(hass, entry)
+    assert list(storage.glob(f"*{entry.entry_id}*")) == []

@@ -7,11 +7,16 @@ from typing import Any
 
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.util import dt as dt_util
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from custom_components.crownstone_spotflow.const import DOMAIN
-from custom_components.crownstone_spotflow.forwarder import async_unload_forwarder
+from custom_components.crownstone_spotflow.forwarder import (
+    STATS_INTERVAL,
+    Forwarder,
+    async_unload_forwarder,
+)
 from custom_components.crownstone_spotflow.forwarder_repairs import ForwarderIssue, issue_id
 from simulators.spotflow_platform import PlatformSimulator
 
@@ -54,7 +59,7 @@ async def test_provisioning_repairs(
     await async_unload_forwarder(hass, entry)
     forwarder = await start_forwarder(wait=False)
     platform.approve((await platform.wait_for_operation()).id)
-    await wait_for(lambda: forwarder.client is not None)
+    await wait_for(lambda: forwarder.client is not None and forwarder.client.connected)
     assert not has_issue(hass, entry, ForwarderIssue.PROVISIONING_CANCELLED)
 
 
@@ -64,7 +69,8 @@ async def test_registration_revoked_while_running(
     platform: PlatformSimulator,
     start_forwarder: Callable[..., Any],
 ) -> None:
-    """A revoked registration is an issue at once; approving again delivers the kept backlog."""
+    """A revoked registration is an issue at once; changes made while the device waits for a new
+    approval are kept on disk; approving delivers them after the backlog."""
     lamp = own_entity(hass, entry, "lamp")
     forwarder = await start_forwarder(wait=False)
     platform.approve((await platform.wait_for_operation()).id)
@@ -80,11 +86,99 @@ async def test_registration_revoked_while_running(
     await wait_for(lambda: has_issue(hass, entry, ForwarderIssue.REGISTRATION_REVOKED))
     operation = await platform.wait_for_operation()
     await wait_for(lambda: has_issue(hass, entry, ForwarderIssue.PROVISIONING_REQUIRED))
-    assert forwarder.client is None
+    for value in range(20, 30):
+        hass.states.async_set(lamp, str(value))
+    await wait_for(lambda: forwarder.client.stats.backlog_records == 31)
+    assert not forwarder.client.connected
 
     platform.approve(operation.id)
-    found = await wait_for_records(platform, lambda found: len(found) >= 21)
+    found = await wait_for_records(platform, lambda found: len(found) >= 31)
     assert [r["state"] for r in found[:20]] == [str(value) for value in range(20)]
-    assert found[20]["snapshot"] is True
+    # The restart mirrors a snapshot, then what changed while waiting for approval.
+    assert (found[20]["snapshot"], found[20]["state"]) == (True, "19")
+    assert [r["state"] for r in found[21:]] == [str(value) for value in range(20, 30)]
+    assert [r["seq"] for r in found] == list(range(1, 32))
     assert not has_issue(hass, entry, ForwarderIssue.REGISTRATION_REVOKED)
+    assert not has_issue(hass, entry, ForwarderIssue.PROVISIONING_REQUIRED)
+
+
+async def approved(platform: PlatformSimulator, start_forwarder: Callable[..., Any]) -> Forwarder:
+    """Start the forwarder, approve its device and return it once connected."""
+    forwarder: Forwarder = await start_forwarder(wait=False)
+    platform.approve((await platform.wait_for_operation()).id)
+    await wait_for(lambda: forwarder.client is not None and forwarder.client.connected)
+    return forwarder
+
+
+async def test_registration_revoked_at_start(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    platform: PlatformSimulator,
+    start_forwarder: Callable[..., Any],
+) -> None:
+    """A registration revoked while Home Assistant was off asks for approval at once, as the
+    issue says; approving clears both issues."""
+    await approved(platform, start_forwarder)
+    await async_unload_forwarder(hass, entry)
+    platform.revoke_registration(DEVICE_ID)
+
+    forwarder = await start_forwarder(wait=False)
+    await wait_for(lambda: has_issue(hass, entry, ForwarderIssue.REGISTRATION_REVOKED))
+    platform.approve((await platform.wait_for_operation()).id)
+    await wait_for(lambda: forwarder.client is not None and forwarder.client.connected)
+    assert not has_issue(hass, entry, ForwarderIssue.REGISTRATION_REVOKED)
+    assert not has_issue(hass, entry, ForwarderIssue.PROVISIONING_REQUIRED)
+
+
+@pytest.mark.parametrize("registration_token_ttl", [3.0])
+async def test_provisioning_token_rejected_while_running(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    platform: PlatformSimulator,
+    start_forwarder: Callable[..., Any],
+) -> None:
+    """A provisioning token the platform rejects when the registration is refreshed is an issue;
+    changes are still kept on disk for the new token."""
+    lamp = own_entity(hass, entry, "lamp")
+    forwarder = await approved(platform, start_forwarder)
+    platform.revoke_provisioning_token()
+    await wait_for(lambda: has_issue(hass, entry, ForwarderIssue.PROVISIONING_TOKEN_INVALID))
+    assert not forwarder.client.connected
+    hass.states.async_set(lamp, "on")
+    await wait_for(lambda: forwarder.client.stats.backlog_records == 1)
+
+
+async def test_workspace_disabled_after_provisioning(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    platform: PlatformSimulator,
+    start_forwarder: Callable[..., Any],
+) -> None:
+    """A disabled workspace keeps a registered device offline: an issue, which clears itself
+    once the workspace is enabled and the device connects."""
+    await approved(platform, start_forwarder)
+    await async_unload_forwarder(hass, entry)
+    platform.set_workspace_disabled(True)
+
+    forwarder = await start_forwarder(wait=False)
+    await wait_for(lambda: forwarder.client is not None and forwarder.client.last_error is not None)
+    async_fire_time_changed(hass, dt_util.utcnow() + STATS_INTERVAL)
+    await wait_for(lambda: has_issue(hass, entry, ForwarderIssue.WORKSPACE_DISABLED))
+
+    platform.set_workspace_disabled(False)
+    await wait_for(lambda: forwarder.client.connected)
+    assert not has_issue(hass, entry, ForwarderIssue.WORKSPACE_DISABLED)
+
+
+async def test_unloading_clears_delivery_issues(
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    platform: PlatformSimulator,
+    start_forwarder: Callable[..., Any],
+) -> None:
+    """An approval request means nothing once the forwarder is unloaded."""
+    await start_forwarder(wait=False)
+    await platform.wait_for_operation()
+    await wait_for(lambda: has_issue(hass, entry, ForwarderIssue.PROVISIONING_REQUIRED))
+    await async_unload_forwarder(hass, entry)
     assert not has_issue(hass, entry, ForwarderIssue.PROVISIONING_REQUIRED)

@@ -215,8 +215,8 @@ async def test_refused_command(hass: HomeAssistant, cloud: CloudSimulator) -> No
             blocking=True,
         )
     assert error.value.translation_domain == DOMAIN
-    assert error.value.translation_key == "command_failed"
-    assert "Dimming is not enabled" in str(error.value)
+    assert error.value.translation_key == "dimming_disabled"
+    assert error.value.translation_placeholders["name"] == "Cabin lamp"
     await hass.async_block_till_done()
 
     assert hass.states.get("light.cabin_lamp") is None

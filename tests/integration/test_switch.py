@@ -75,7 +75,8 @@ async def test_cloud_error(hass: HomeAssistant, cloud: CloudSimulator) -> None:
             blocking=True,
         )
     assert error.value.translation_domain == DOMAIN
-    assert error.value.translation_key == "command_failed"
+    assert error.value.translation_key == "cannot_reach_cloud"
+    assert error.value.translation_placeholders["name"] == "Coffee machine"
     state = hass.states.get("switch.coffee_machine")
     assert state is not None
     assert state.state == STATE_OFF

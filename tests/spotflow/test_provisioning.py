@@ -67,12 +67,37 @@ async def test_approved_with_device_id_override(
         assert manual_sim.connected_devices() == {"kitchen-hub"}
     finally:
         await client.close()
-    # The second start uses the stored registration: no new operation.
-    client = await _start(manual_sim, db_path)
+    # Later starts use the stored registration, under the requested or the approved ID.
+    for count, device_id in enumerate(("dev-1", "kitchen-hub"), start=2):
+        client = await _start(manual_sim, db_path, device_id)
+        try:
+            assert client.device_id == "kitchen-hub"
+            assert manual_sim.pending_operations() == []
+            await wait_connected(client)
+            assert manual_sim.connection_count("kitchen-hub") == count
+        finally:
+            await client.close()
+
+
+async def test_records_kept_while_waiting_for_approval(
+    manual_sim: PlatformSimulator, db_path: Path
+) -> None:
+    """The outbox takes records before the device is approved; a cancel keeps them on disk."""
+    ready: list[DeviceClient] = []
+    task = asyncio.create_task(_start(manual_sim, db_path, outbox_ready_callback=ready.append))
+    operation = await manual_sim.wait_for_operation()
+    assert len(ready) == 1
+    ready[0].create_stream_sender().enqueue_record_nowait(b'{"n":1}')
+    manual_sim.cancel(operation.id)
+    with pytest.raises(ProvisioningOperationCancelledError):
+        await task
+
+    task = asyncio.create_task(_start(manual_sim, db_path))
+    manual_sim.approve((await manual_sim.wait_for_operation()).id)
+    client = await task
     try:
-        assert client.device_id == "kitchen-hub"
-        assert manual_sim.pending_operations() == []
-        await manual_sim.wait_for_connection("kitchen-hub", count=2)
+        await client.wait_enqueued_messages_sent()
+        assert [message.payload for message in manual_sim.messages("dev-1")] == [b'{"n":1}']
     finally:
         await client.close()
 

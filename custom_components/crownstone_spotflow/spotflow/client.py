@@ -164,6 +164,7 @@ class DeviceClient:
         display_provisioning_operation_callback: Callable[[ProvisioningOperation], None]
         | None = None,
         desired_properties_updated_callback: Callable[[DesiredProperties], None] | None = None,
+        outbox_ready_callback: Callable[[DeviceClient], None] | None = None,
         websession: aiohttp.ClientSession | None = None,
         ca_file: str | Path | None = None,
         outbox: OutboxConfig | None = None,
@@ -174,6 +175,9 @@ class DeviceClient:
 
         Waiting for approval can be cancelled by cancelling the task. A corrupt database raises
         OutboxCorruptError after setting the file aside; starting again creates a new one.
+        `outbox_ready_callback` gets the client as soon as its outbox accepts records, before
+        provisioning or registering (which may wait for a person, or for the platform): what is
+        enqueued from then on is kept on disk even if starting fails. The client is closed then.
         """
         if not _DEVICE_ID.match(device_id):
             raise InvalidArgumentError(
@@ -211,10 +215,13 @@ class DeviceClient:
         )
         try:
             await client._set_up(
-                instance, display_provisioning_operation_callback, provisioning_poll_interval
+                instance,
+                display_provisioning_operation_callback,
+                outbox_ready_callback,
+                provisioning_poll_interval,
             )
         except BaseException:
-            await client._shut_down()
+            await client.close()
             raise
         return client
 
@@ -224,6 +231,7 @@ class DeviceClient:
         self,
         instance: str,
         display_operation: Callable[[ProvisioningOperation], None] | None,
+        outbox_ready: Callable[[DeviceClient], None] | None,
         poll_interval: float,
     ) -> None:
         store = self._store
@@ -234,10 +242,15 @@ class DeviceClient:
         if "desired" in settings:
             self._desired = _desired(json.loads(settings["desired"]))
         self._pending_reported = len(await self._run(store.pending_reported))
+        self._outbox.start()
+        if outbox_ready is not None:
+            outbox_ready(self)
         token = None
         if (
             settings.get("instance") == instance
-            and settings.get("requested_device_id") == self._requested_device_id
+            # The approver may have given the device another ID; starting under it is the same.
+            and self._requested_device_id
+            in (settings.get("requested_device_id"), settings.get("device_id"))
             and "registration_token" in settings
         ):
             # None when sealed under another provisioning token: then provision again.
@@ -261,7 +274,6 @@ class DeviceClient:
                 {"instance": instance, "requested_device_id": self._requested_device_id}
             )
             await self._retrying(self._register)
-        self._outbox.start()
         self._tasks = [
             self._loop.create_task(self._maintain_connection(), name="spotflow connection"),
             self._loop.create_task(self._refresh_token_loop(), name="spotflow token refresh"),
