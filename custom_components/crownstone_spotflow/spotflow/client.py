@@ -20,6 +20,7 @@ from . import sealing, topics
 from .api import PlatformApi, Registration, RegistrationToken
 from .errors import (
     InvalidArgumentError,
+    OutboxStorageError,
     ProvisioningOperationExpiredError,
     ProvisioningTokenInvalidError,
     RegistrationTokenRevokedError,
@@ -57,13 +58,21 @@ def _refresh_time(expiration: datetime) -> datetime:
 
 
 def _renewal_time(registration: Registration) -> datetime:
-    """Reconnect with a new SAS shortly before the current one expires."""
+    """Reconnect with a new SAS shortly before the current one expires.
+
+    Computed once per registration: recomputed later, the shrinking lifetime would move the time
+    on each check and the session would reconnect with the old SAS again and again.
+    """
     lifetime = registration.sas_expiration - datetime.now(UTC)
     return registration.sas_expiration - min(timedelta(minutes=5), max(lifetime, timedelta()) / 10)
 
 
 class _TwinTimeoutError(SpotflowConnectionError):
     """The hub did not answer a twin request in time."""
+
+
+class _TwinBusyError(SpotflowConnectionError):
+    """The hub answered a twin request with a temporary error (429 or 5xx)."""
 
 
 def _ssl_context(ca_file: str | Path | None) -> ssl.SSLContext:
@@ -134,6 +143,7 @@ class DeviceClient:
         self._token: RegistrationToken | None = None
         self._refresh_at: datetime | None = None
         self._registration: Registration | None = None
+        self._renew_at = datetime.min.replace(tzinfo=UTC)
         self._desired = DesiredProperties(version=0)
         self._pending_reported = 0
         self._twin_work = asyncio.Event()
@@ -190,6 +200,8 @@ class DeviceClient:
             raise InvalidArgumentError("The database file name must end in .db")
         config = outbox or OutboxConfig()
         loop = asyncio.get_running_loop()
+        # Before the store opens: a bad CA file then leaves no database, thread or session open.
+        ssl_context = await loop.run_in_executor(None, _ssl_context, ca_file)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spotflow-outbox")
         try:
             store = await loop.run_in_executor(executor, Store.open, path, config)
@@ -203,12 +215,8 @@ class DeviceClient:
             store=store,
             executor=executor,
             outbox=Outbox(store, executor, config),
-            api=PlatformApi(
-                websession or own_session,  # type: ignore[arg-type]
-                instance,
-                await loop.run_in_executor(None, _ssl_context, ca_file),
-            ),
-            ssl_context=await loop.run_in_executor(None, _ssl_context, ca_file),
+            api=PlatformApi(websession or own_session, instance, ssl_context),  # type: ignore[arg-type]
+            ssl_context=ssl_context,
             session=own_session,
             desired_properties_updated_callback=desired_properties_updated_callback,
             retry_interval=retry_interval,
@@ -260,7 +268,9 @@ class DeviceClient:
                 token, datetime.fromisoformat(settings["token_expiration"])
             )
             self._refresh_at = datetime.fromisoformat(settings["token_refresh_at"])
-            self.device_id, self.workspace_id = settings["device_id"], settings["workspace_id"]
+            # Missing when the first registration never succeeded; registering fills them in.
+            self.device_id = settings.get("device_id", "")
+            self.workspace_id = settings.get("workspace_id", "")
             try:
                 await self._register()
             except RegistrationTokenRevokedError:
@@ -269,9 +279,12 @@ class DeviceClient:
             except (SpotflowConnectionError, WorkspaceDisabledError) as err:
                 _LOGGER.info("Starting offline; connecting when the platform allows: %s", err)
         else:
-            await self._provision(display_operation, poll_interval)
-            await self._save(
-                {"instance": instance, "requested_device_id": self._requested_device_id}
+            # Saved with the token in one transaction, so that a start interrupted before the
+            # first registration can resume from the stored token.
+            await self._store_token(
+                await self._provision(display_operation, poll_interval),
+                instance=instance,
+                requested_device_id=self._requested_device_id,
             )
             await self._retrying(self._register)
         self._tasks = [
@@ -285,7 +298,7 @@ class DeviceClient:
         self,
         display_operation: Callable[[ProvisioningOperation], None] | None,
         poll_interval: float,
-    ) -> None:
+    ) -> RegistrationToken:
         operation = await self._retrying(
             lambda: self._api.init_provisioning(self._provisioning_token, self._requested_device_id)
         )
@@ -303,11 +316,10 @@ class DeviceClient:
                 _LOGGER.debug("Provisioning not completed yet: %s", err)
                 token = None
             if token is not None:
-                break
+                return token
             if datetime.now(UTC) >= operation.expiration_time:
                 raise ProvisioningOperationExpiredError("The provisioning operation expired")
             await asyncio.sleep(poll_interval)
-        await self._store_token(token)
 
     async def _retrying[T](self, call: Callable[[], Awaitable[T]]) -> T:
         """Retry a call while it fails transiently, every `retry_interval`."""
@@ -326,7 +338,8 @@ class DeviceClient:
     async def _save(self, values: dict[str, Any]) -> None:
         await self._run(self._store.save_settings, values)
 
-    async def _store_token(self, token: RegistrationToken) -> None:
+    async def _store_token(self, token: RegistrationToken, **settings: str) -> None:
+        """Save the token, and `settings` with it in the same transaction."""
         self._token = token
         self._refresh_at = _refresh_time(token.expiration_time)
         await self._save(
@@ -334,6 +347,7 @@ class DeviceClient:
                 "registration_token": sealing.seal(self._key, token.token),
                 "token_expiration": token.expiration_time.isoformat(),
                 "token_refresh_at": self._refresh_at.isoformat(),
+                **settings,
             }
         )
 
@@ -348,6 +362,7 @@ class DeviceClient:
             )
             registration = await self._api.register(self._token.token)
         self._registration = registration
+        self._renew_at = _renewal_time(registration)
         if (self.device_id, self.workspace_id) != (
             registration.device_id,
             registration.workspace_id,
@@ -364,13 +379,18 @@ class DeviceClient:
             await asyncio.sleep(max(delay, 0))
             try:
                 token = await self._api.refresh_token(self._provisioning_token, self._token.token)
-            except SpotflowConnectionError as err:
+            except (SpotflowConnectionError, WorkspaceDisabledError) as err:
+                # A disabled workspace can be enabled again: not a reason to stop for good.
                 _LOGGER.warning("Cannot refresh the registration token, retrying: %s", err)
+                if isinstance(err, WorkspaceDisabledError):
+                    self.last_error = err
                 await asyncio.sleep(self._retry_interval)
                 continue
             except SpotflowError as err:
                 await self._fail(err)
                 return
+            if isinstance(self.last_error, WorkspaceDisabledError):
+                self.last_error = None
             await self._store_token(token)
             _LOGGER.debug("Registration token refreshed")
 
@@ -394,7 +414,7 @@ class DeviceClient:
         while True:
             try:
                 registration = self._registration
-                if registration is None or datetime.now(UTC) >= _renewal_time(registration):
+                if registration is None or datetime.now(UTC) >= self._renew_at:
                     registration = await self._register()
                 session = self._new_session(registration)
                 try:
@@ -448,7 +468,7 @@ class DeviceClient:
                 ),
                 self._loop.create_task(self._twin_loop(session)),
             ]
-            renewal = (_renewal_time(registration) - datetime.now(UTC)).total_seconds()
+            renewal = (self._renew_at - datetime.now(UTC)).total_seconds()
             done, _ = await asyncio.wait(
                 [session.closed, *tasks],
                 timeout=max(renewal, 0),
@@ -483,16 +503,17 @@ class DeviceClient:
             self._twin_work.clear()
             try:
                 await self._sync_twin(session)
-            except _TwinTimeoutError:
-                # Stream messages keep flowing meanwhile: the twin is never a reason to hold
-                # delivery back or to hang up. What was not done is asked again later.
-                _LOGGER.warning("The device twin did not answer; asking again later")
+            except (_TwinTimeoutError, _TwinBusyError, OutboxStorageError) as err:
+                # Stream messages keep flowing meanwhile: neither the twin nor a full disk is a
+                # reason to hold delivery back or to hang up. What was not done is tried later.
+                _LOGGER.warning("Device twin not synchronized, trying again later: %s", err)
                 self._twin_work.set()
                 await asyncio.sleep(self._retry_interval)
 
     async def _sync_twin(self, session: MqttSession) -> None:
         if self._refetch_desired:
             self._refetch_desired = False
+            before = self._desired
             try:
                 status, body = await self._twin_request(session, topics.twin_get_topic, b"")
             except _TwinTimeoutError:
@@ -501,21 +522,34 @@ class DeviceClient:
             if (desired := _twin_desired(body) if status == 200 else None) is None:
                 # The stored properties stay; the next connection asks again.
                 _LOGGER.warning("Twin request failed (status %d or malformed answer)", status)
-            else:
+            elif self._desired is before or desired.version >= self._desired.version:
+                # Otherwise a newer patch arrived while the answer was on its way: keep that.
                 self._apply_desired(desired)
+        storage_error: OutboxStorageError | None = None
         if self._desired_dirty:
+            # Cleared before saving so that a change applied meanwhile is saved too.
             self._desired_dirty = False
             document = {"$version": self._desired.version, **self._desired.values}
-            await self._save({"desired": json.dumps(document)})
+            try:
+                await self._save({"desired": json.dumps(document)})
+            except OutboxStorageError as err:
+                # Raised after the reported patches: sending them frees space on a full disk.
+                self._desired_dirty = True
+                storage_error = err
         for seq, patch in await self._run(self._store.pending_reported):
             status, _ = await self._twin_request(
                 session, topics.twin_reported_topic, json.dumps(patch).encode()
             )
-            if status not in (200, 204):
-                # A patch the platform refuses would be refused forever: log and drop it.
+            if status == 429 or not 200 <= status < 500:
+                # Temporary: keep this patch (and the later ones, in order) for another try.
+                raise _TwinBusyError(f"Reported properties not accepted yet (status {status})")
+            if status >= 300:
+                # A patch the platform refuses (4xx) would be refused forever: log and drop it.
                 _LOGGER.warning("Reported properties refused with status %d", status)
             await self._run(self._store.delete_reported, seq)
             self._pending_reported -= 1
+        if storage_error is not None:
+            raise storage_error
 
     async def _twin_request(
         self, session: MqttSession, topic: Callable[[int], str], payload: bytes
@@ -610,9 +644,7 @@ class DeviceClient:
         compression: Compression = Compression.UNCOMPRESSED,
     ) -> StreamSender:
         """Return a sender for a stream (None: the workspace's default group or stream)."""
-        return StreamSender(
-            self._outbox, self._executor, stream_group, stream, Compression(compression)
-        )
+        return StreamSender(self._outbox, stream_group, stream, Compression(compression))
 
     def get_desired_properties(self) -> DesiredProperties:
         """Return the latest desired properties known (stored ones while offline)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from .compression import compress
 from .errors import InvalidArgumentError, PayloadTooLargeError
@@ -25,7 +24,6 @@ class StreamSender:
     def __init__(
         self,
         outbox: Outbox,
-        executor: ThreadPoolExecutor,
         stream_group: str | None,
         stream: str | None,
         compression: Compression,
