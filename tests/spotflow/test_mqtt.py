@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 import socket
 import ssl
 import threading
@@ -32,17 +32,28 @@ async def registration(sim: PlatformSimulator) -> AsyncGenerator[Registration]:
 async def connect(sim: PlatformSimulator, registration: Registration) -> MqttSession:
     """Open a session as the device."""
     messages: list[tuple[str, bytes]] = []
-    session = MqttSession(
+    session = new_session(
+        sim, registration, lambda topic, payload: messages.append((topic, payload))
+    )
+    await session.connect()
+    return session
+
+
+def new_session(
+    sim: PlatformSimulator,
+    registration: Registration,
+    on_message: Callable[[str, bytes], None] = lambda topic, payload: None,
+) -> MqttSession:
+    """Return a session of the device, not yet connected."""
+    return MqttSession(
         host="127.0.0.1",
         port=sim.mqtt_port,
         client_id=registration.client_id,
         username=f"{registration.hub_host}/{registration.client_id}/?api-version=2018-06-30",
         password=registration.sas,
         ssl_context=ssl.create_default_context(cafile=sim.ca_file),
-        on_message=lambda topic, payload: messages.append((topic, payload)),
+        on_message=on_message,
     )
-    await session.connect()
-    return session
 
 
 async def test_connection_fails_during_write(
@@ -87,15 +98,7 @@ async def test_cancelled_connect_leaves_no_connection(
     sim: PlatformSimulator, registration: Registration
 ) -> None:
     """Cancelling connect while the connect thread works ends the session and its socket."""
-    session = MqttSession(
-        host="127.0.0.1",
-        port=sim.mqtt_port,
-        client_id=registration.client_id,
-        username=f"{registration.hub_host}/{registration.client_id}/?api-version=2018-06-30",
-        password=registration.sas,
-        ssl_context=ssl.create_default_context(cafile=sim.ca_file),
-        on_message=lambda topic, payload: None,
-    )
+    session = new_session(sim, registration)
     started, proceed = threading.Event(), threading.Event()
 
     def hold(client: object, userdata: object) -> None:
