@@ -7,7 +7,8 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
@@ -57,11 +58,47 @@ async def async_wait_until(hass: HomeAssistant, condition: Callable[[], bool]) -
             await hass.async_block_till_done()
 
 
+def _account_entry(hass: HomeAssistant, account_id: str | None) -> ConfigEntry:
+    """Return the config entry of an account (by default the only one)."""
+    entries = hass.config_entries.async_entries(DOMAIN)
+    if account_id is None:
+        (entry,) = entries
+        return entry
+    return next(entry for entry in entries if entry.unique_id == account_id)
+
+
 def get_device(
     hass: HomeAssistant, cloud_id: str, account_id: str | None = None
 ) -> dr.DeviceEntry | None:
     """Return the device of a cloud object as an account (by default the only one) sees it."""
-    if account_id is None:
-        (entry,) = hass.config_entries.async_entries(DOMAIN)
-        account_id = entry.unique_id
-    return dr.async_get(hass).async_get_device(identifiers={(DOMAIN, f"{account_id}_{cloud_id}")})
+    entry = _account_entry(hass, account_id)
+    identifier = (DOMAIN, f"{entry.unique_id}_{cloud_id}")
+    # Not `async_get_device(identifiers=...)`: from 2026.8 identifiers are unique per entry only.
+    return next(
+        (
+            device
+            for device in dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
+            if identifier in device.identifiers
+        ),
+        None,
+    )
+
+
+def entity_id_of(
+    hass: HomeAssistant, cloud_id: str, key: str, account_id: str | None = None
+) -> str:
+    """Return the entity id of a cloud object's entity, found by unique id in the registry.
+
+    Entity ids depend on the Home Assistant version (from 2026 they carry the area), so tests
+    never write them out.
+    """
+    entry = _account_entry(hass, account_id)
+    unique_id = f"{entry.unique_id}_{cloud_id}_{key}"
+    found = [
+        entity.entity_id
+        for entity in er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
+        if entity.unique_id == unique_id
+    ]
+    assert found, f"no entity with unique id {unique_id}"
+    (entity_id,) = found
+    return entity_id
