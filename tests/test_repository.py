@@ -22,8 +22,11 @@ import struct
 from typing import Any
 
 from awesomeversion import AwesomeVersion, AwesomeVersionStrategy
+import homeassistant
 from homeassistant.const import Platform, __version__ as HA_VERSION
 from homeassistant.util.yaml import load_yaml_dict
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 import pytest
 
 ROOT = Path(__file__).parent.parent
@@ -183,32 +186,54 @@ def test_manifest() -> None:
     assert version.valid
 
 
-def _pins(lines: list[str]) -> dict[str, str]:
-    """`name==version` requirements by normalized name; anything else maps to ''."""
-    pins: dict[str, str] = {}
-    for raw in lines:
-        line = raw.split("#", 1)[0].strip()
-        if line:
-            name, _, version = line.partition("==")
-            pins[re.sub(r"[-_.]+", "-", name.split("[")[0]).lower().strip()] = version.strip()
-    return pins
+def _requirements(lines: list[str]) -> dict[str, Requirement]:
+    """The requirements of a requirements file or list, by normalized name."""
+    requirements = [
+        Requirement(line)
+        for raw in lines
+        if (line := raw.split("#", 1)[0].strip()) and not line.startswith("-")
+    ]
+    return {canonicalize_name(requirement.name): requirement for requirement in requirements}
 
 
 def test_manifest_requirements() -> None:
-    """Pinned, the same pin in requirements_test.txt, and nothing core already ships."""
-    requirements = _pins(_json(PACKAGE / "manifest.json")["requirements"])
-    assert all(requirements.values()), f"not pinned with ==: {requirements}"
-    tested = _pins((ROOT / "requirements_test.txt").read_text(encoding="utf-8").splitlines())
-    for name, version in requirements.items():
-        assert tested.get(name) == version, f"requirements_test.txt must pin {name}=={version}"
-    core = _pins(
-        [
-            re.split(r"[<>=!~; ]", requirement, maxsplit=1)[0]
-            for requirement in importlib.metadata.requires("homeassistant") or []
-        ]
-    )
-    shipped = sorted(set(requirements) & set(core) | set(requirements) & {"voluptuous"})
+    """Ranges with a floor, what the tests run on inside them, nothing core already ships."""
+    requirements = _requirements(_json(PACKAGE / "manifest.json")["requirements"])
+    for name, requirement in requirements.items():
+        assert any(spec.operator in {">=", "=="} for spec in requirement.specifier), name
+        installed = importlib.metadata.version(name)
+        assert requirement.specifier.contains(installed), f"tests run {name} {installed}"
+    core = {
+        canonicalize_name(Requirement(requirement).name)
+        for requirement in importlib.metadata.requires("homeassistant") or []
+    }
+    shipped = sorted(set(requirements) & (core | {"voluptuous"}))
     assert not shipped, f"Home Assistant core already ships {shipped}"
+
+
+def test_manifest_requirements_meet_core_constraints() -> None:
+    """Home Assistant installs a custom integration's requirements under its own constraints.
+
+    An exact pin that contradicts `package_constraints.txt` fails to install, and the integration
+    does not load ("Requirements ... not found"). Checked against the installed Home Assistant,
+    so each test leg checks its own.
+    """
+    constraints = _requirements(
+        (Path(homeassistant.__file__).parent / "package_constraints.txt")
+        .read_text(encoding="utf-8")
+        .splitlines()
+    )
+    for name, requirement in _requirements(
+        _json(PACKAGE / "manifest.json")["requirements"]
+    ).items():
+        if (constraint := constraints.get(name)) is None:
+            continue
+        # The lowest (or only) version core allows must be one we allow too.
+        for spec in constraint.specifier:
+            if spec.operator in {"==", ">=", "~="}:
+                assert requirement.specifier.contains(spec.version), (
+                    f"manifest {requirement} refuses core's {constraint}"
+                )
 
 
 def test_hacs_json() -> None:

@@ -130,9 +130,10 @@ class CrownstonePlaceEntity(CrownstoneEntity):
                 identifiers={coordinator.device_identifier(place.cloud_id)},
                 manufacturer=MANUFACTURER,
                 model="Room" if location else "Sphere",
+                # No suggested area, although a room is one: from 2026 entity ids start with the
+                # area's name, and a room device named like its area would read
+                # binary_sensor.bedroom_bedroom_occupancy.
                 name=str(place.name),
-                # A room's entities land in the matching area without the user's help.
-                suggested_area=str(location.name) if location else None,
             ),
         )
         self._sphere_id = sphere.cloud_id

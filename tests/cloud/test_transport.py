@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+import socket
 
 import aiohttp
 import pytest
@@ -111,10 +112,24 @@ async def test_connection_refused(websession: aiohttp.ClientSession) -> None:
         await cloud.async_login()
 
 
+class _NothingResolves(aiohttp.abc.AbstractResolver):
+    """A resolver for which no name exists, as a resolver answers for an unknown host.
+
+    The tests cannot ask real DNS (no network; newer test plugins refuse any lookup).
+    """
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        raise OSError(socket.EAI_NONAME, f"{host}: Name or service not known")
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+
 async def test_unresolvable_host() -> None:
     """A host name that does not resolve is a connection error, not a raw aiohttp error."""
-    # The system resolver: .invalid never resolves (RFC 6761), without any network.
-    connector = aiohttp.TCPConnector(resolver=aiohttp.ThreadedResolver())
+    connector = aiohttp.TCPConnector(resolver=_NothingResolves())
     async with aiohttp.ClientSession(connector=connector) as session:
         cloud = CrownstoneCloud("a@b.c", "pw", session, base_url="http://nowhere.invalid/api")
         with pytest.raises(CrownstoneConnectionError, match="ClientConnectorDNSError"):

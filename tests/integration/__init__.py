@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 
-from homeassistant.core import HomeAssistant
 from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
@@ -84,6 +84,18 @@ def get_device(
     )
 
 
+# From Home Assistant 2026.8 a device belongs to one config entry (`config_entry_id`); before,
+# accounts sharing a sphere share the devices of its Crownstones.
+DEVICES_PER_ENTRY = hasattr(dr.DeviceEntry, "config_entry_id")
+
+
+def device_entry_ids(device: dr.DeviceEntry) -> set[str]:
+    """Return the config entries a device belongs to, without deprecated attributes."""
+    if DEVICES_PER_ENTRY:
+        return {device.config_entry_id}
+    return set(device.config_entries)
+
+
 def entity_id_of(
     hass: HomeAssistant, cloud_id: str, key: str, account_id: str | None = None
 ) -> str:
@@ -102,3 +114,46 @@ def entity_id_of(
     assert found, f"no entity with unique id {unique_id}"
     (entity_id,) = found
     return entity_id
+
+
+def _only_entity(hass: HomeAssistant, account_id: str | None, prefix: str, domain: str) -> str:
+    entry = _account_entry(hass, account_id)
+    found = [
+        entity.entity_id
+        for entity in er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
+        if entity.unique_id.startswith(f"{entry.unique_id}_{prefix}")
+        and (not domain or entity.domain == domain)
+    ]
+    assert len(found) == 1, f"entities of {prefix}: {found}"
+    return found[0]
+
+
+def stone_entity(
+    hass: HomeAssistant,
+    cloud: CloudSimulator,
+    name: str,
+    domain: str = "",
+    account_id: str | None = None,
+) -> str:
+    """Return the entity id of a Crownstone's light or switch, by the Crownstone's cloud name."""
+    return _only_entity(hass, account_id, f"{cloud.stone_id(name)}_", domain)
+
+
+def place_entity(
+    hass: HomeAssistant,
+    cloud: CloudSimulator,
+    name: str,
+    key: str,
+    account_id: str | None = None,
+) -> str:
+    """Return the entity id of a sphere's or room's entity, by the place's cloud name."""
+    try:
+        place_id = cloud.sphere_id(name)
+    except KeyError:
+        place_id = cloud.location_id(name)
+    return entity_id_of(hass, place_id, key, account_id)
+
+
+def live_updates_entity(hass: HomeAssistant, account_id: str | None = None) -> str:
+    """Return the entity id of an account's Live updates entity."""
+    return entity_id_of(hass, "cloud", "live_updates", account_id)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Generator
 from functools import partial
+from pathlib import Path
 from typing import Any
 from unittest.mock import PropertyMock, patch
 
-from homeassistant.const import CONF_EMAIL, Platform
+from homeassistant.const import CONF_EMAIL, Platform, __version__ as HA_VERSION
 from homeassistant.core import HomeAssistant
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
 from syrupy.assertion import SnapshotAssertion
+from syrupy.location import PyTestLocation
 
 from custom_components.crownstone_spotflow.cloud import CrownstoneEventStream, hash_password
 from custom_components.crownstone_spotflow.const import (
@@ -113,7 +115,19 @@ def entity_registry_enabled_by_default() -> Generator[None]:
         yield
 
 
+class _SnapshotPerHomeAssistantYear(HomeAssistantSnapshotExtension):
+    """Keeps snapshots per test leg: registry entries and entity ids differ between releases.
+
+    2025.4 entity ids are device + entity name; from 2026 they start with the area, and the
+    registry entries carry more fields.
+    """
+
+    @classmethod
+    def dirname(cls, *, test_location: PyTestLocation) -> str:
+        return str(Path(test_location.filepath).parent / "snapshots" / f"ha{HA_VERSION[:4]}")
+
+
 @pytest.fixture
 def snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
-    """Serialize like Home Assistant does, into tests/integration/snapshots/."""
-    return snapshot.use_extension(HomeAssistantSnapshotExtension)
+    """Serialize like Home Assistant does, into tests/integration/snapshots/ha<year>/."""
+    return snapshot.use_extension(_SnapshotPerHomeAssistantYear)

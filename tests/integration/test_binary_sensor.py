@@ -11,7 +11,7 @@ from syrupy.assertion import SnapshotAssertion
 
 from simulators.crownstone_cloud import DEMO_EMAIL, CloudSimulator
 
-from . import async_poll
+from . import async_poll, entity_id_of, place_entity
 
 
 @pytest.fixture
@@ -33,13 +33,14 @@ async def test_entities(
 
 @pytest.mark.usefixtures("init_integration")
 async def test_people_are_disabled_by_default(
-    hass: HomeAssistant, entity_registry: er.EntityRegistry
+    hass: HomeAssistant, cloud: CloudSimulator, entity_registry: er.EntityRegistry
 ) -> None:
     """Per-person presence is opt-in, and named after the person, never the e-mail."""
-    entry = entity_registry.async_get("binary_sensor.home_ann_admin_present")
+    ann_in_home = _person_entity(hass, cloud, DEMO_EMAIL)
+    entry = entity_registry.async_get(ann_in_home)
     assert entry is not None
     assert entry.disabled_by is er.RegistryEntryDisabler.INTEGRATION
-    assert hass.states.get("binary_sensor.home_ann_admin_present") is None
+    assert hass.states.get(ann_in_home) is None
 
 
 @pytest.mark.usefixtures("entity_registry_enabled_by_default", "init_integration")
@@ -47,20 +48,26 @@ async def test_presence_follows_the_cloud(hass: HomeAssistant, cloud: CloudSimul
     """Occupancy and presence follow people moving around, after a refresh."""
     ann = cloud.user_id(DEMO_EMAIL)
     home = cloud.sphere_id("Home")
+    ann_in_home = _person_entity(hass, cloud, DEMO_EMAIL)
 
-    assert hass.states.get("binary_sensor.living_room_occupancy").state == STATE_ON
-    assert hass.states.get("binary_sensor.kitchen_occupancy").state == STATE_OFF
-    assert hass.states.get("binary_sensor.home_ann_admin_present").state == STATE_ON
+    assert hass.states.get(place_entity(hass, cloud, "Living room", "occupancy")).state == STATE_ON
+    assert hass.states.get(place_entity(hass, cloud, "Kitchen", "occupancy")).state == STATE_OFF
+    assert hass.states.get(ann_in_home).state == STATE_ON
 
     cloud.exit_location(ann, home, cloud.location_id("Living room"))
     cloud.enter_location(ann, home, cloud.location_id("Kitchen"))
     await async_poll(hass)
-    assert hass.states.get("binary_sensor.living_room_occupancy").state == STATE_OFF
-    assert hass.states.get("binary_sensor.kitchen_occupancy").state == STATE_ON
+    assert hass.states.get(place_entity(hass, cloud, "Living room", "occupancy")).state == STATE_OFF
+    assert hass.states.get(place_entity(hass, cloud, "Kitchen", "occupancy")).state == STATE_ON
 
     cloud.exit_sphere(ann, home)
     await async_poll(hass)
-    assert hass.states.get("binary_sensor.kitchen_occupancy").state == STATE_OFF
-    assert hass.states.get("binary_sensor.home_ann_admin_present").state == STATE_OFF
+    assert hass.states.get(place_entity(hass, cloud, "Kitchen", "occupancy")).state == STATE_OFF
+    assert hass.states.get(ann_in_home).state == STATE_OFF
     # Bob is still home, in no room in particular.
-    assert hass.states.get("binary_sensor.home_occupancy").state == STATE_ON
+    assert hass.states.get(place_entity(hass, cloud, "Home", "occupancy")).state == STATE_ON
+
+
+def _person_entity(hass: HomeAssistant, cloud: CloudSimulator, email: str) -> str:
+    """Return the entity that shows whether a person is in Home."""
+    return entity_id_of(hass, cloud.sphere_id("Home"), f"presence_{cloud.user_id(email)}")

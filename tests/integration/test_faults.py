@@ -27,7 +27,14 @@ from custom_components.crownstone_spotflow.cloud import CrownstoneCloud
 from custom_components.crownstone_spotflow.const import DOMAIN
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 
-from . import async_poll, async_wait_for_stream, async_wait_until
+from . import (
+    async_poll,
+    async_wait_for_stream,
+    async_wait_until,
+    live_updates_entity,
+    place_entity,
+    stone_entity,
+)
 from .conftest import FAST_STREAM
 
 NEW_PASSWORD = "changed-elsewhere"
@@ -135,7 +142,7 @@ async def test_cloud_down_at_startup(
     await hass.async_block_till_done()
     assert mock_config_entry.state is ConfigEntryState.LOADED
     await async_wait_for_stream(mock_config_entry.runtime_data)
-    assert _state(hass, "light.desk_lamp") == STATE_ON
+    assert _state(hass, stone_entity(hass, cloud, "Desk lamp")) == STATE_ON
 
 
 def _endpoint(cloud: CloudSimulator, name: str) -> str:
@@ -165,14 +172,14 @@ async def test_cloud_in_trouble(
         await coordinator.async_refresh()
     await hass.async_block_till_done()
 
-    assert _state(hass, "light.desk_lamp") == STATE_UNAVAILABLE
-    assert _state(hass, "binary_sensor.home_occupancy") == STATE_UNAVAILABLE
+    assert _state(hass, stone_entity(hass, cloud, "Desk lamp")) == STATE_UNAVAILABLE
+    assert _state(hass, place_entity(hass, cloud, "Home", "occupancy")) == STATE_UNAVAILABLE
     assert len(_fetch_errors(caplog)) == 1
 
     cloud.clear_faults()
     await coordinator.async_refresh()
     await hass.async_block_till_done()
-    assert _state(hass, "light.desk_lamp") == STATE_ON
+    assert _state(hass, stone_entity(hass, cloud, "Desk lamp")) == STATE_ON
     assert sum("recovered" in record.getMessage() for record in caplog.records) == 1
 
 
@@ -194,7 +201,9 @@ async def test_token_expired_mid_session(
     await async_wait_for_stream(coordinator)
     await coordinator.async_refresh()
     cloud.set_switch_state(cloud.stone_id("Desk lamp"), 0)
-    await async_wait_until(hass, lambda: _state(hass, "light.desk_lamp") == STATE_OFF)
+    await async_wait_until(
+        hass, lambda: _state(hass, stone_entity(hass, cloud, "Desk lamp")) == STATE_OFF
+    )
 
     assert _logins(cloud) == logins + 1
     assert unavailable_changes == []
@@ -215,7 +224,9 @@ async def test_token_expired_found_by_a_poll(
     assert _logins(cloud) == logins + 1
     # This event ends the stream with TOKEN_EXPIRED instead; the resync shows it anyway.
     cloud.set_switch_state(cloud.stone_id("Desk lamp"), 0)
-    await async_wait_until(hass, lambda: _state(hass, "light.desk_lamp") == STATE_OFF)
+    await async_wait_until(
+        hass, lambda: _state(hass, stone_entity(hass, cloud, "Desk lamp")) == STATE_OFF
+    )
     await async_wait_for_stream(coordinator)
 
     assert _logins(cloud) == logins + 1
@@ -230,12 +241,14 @@ async def test_password_changed_elsewhere(
     cloud.change_password(DEMO_EMAIL, NEW_PASSWORD)
     cloud.expire_tokens()
 
-    await async_wait_until(hass, lambda: _state(hass, "light.desk_lamp") == STATE_UNAVAILABLE)
+    await async_wait_until(
+        hass, lambda: _state(hass, stone_entity(hass, cloud, "Desk lamp")) == STATE_UNAVAILABLE
+    )
     flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
     assert [flow["context"]["source"] for flow in flows] == [SOURCE_REAUTH]
     # One refused login, shared by the stream and the refresh; no hammering.
     assert _logins(cloud) == logins + 1
-    assert _state(hass, "binary_sensor.crownstone_cloud_live_updates") == STATE_OFF
+    assert _state(hass, live_updates_entity(hass)) == STATE_OFF
 
     result = await hass.config_entries.flow.async_configure(
         flows[0]["flow_id"], {CONF_PASSWORD: NEW_PASSWORD}
@@ -245,8 +258,8 @@ async def test_password_changed_elsewhere(
     await hass.async_block_till_done()
     assert init_integration.state is ConfigEntryState.LOADED
     await async_wait_for_stream(init_integration.runtime_data)
-    assert _state(hass, "light.desk_lamp") == STATE_ON
-    assert _state(hass, "binary_sensor.crownstone_cloud_live_updates") == STATE_ON
+    assert _state(hass, stone_entity(hass, cloud, "Desk lamp")) == STATE_ON
+    assert _state(hass, live_updates_entity(hass)) == STATE_ON
 
 
 async def test_email_no_longer_verified(
@@ -255,7 +268,9 @@ async def test_email_no_longer_verified(
     """An account whose e-mail needs confirming again asks to sign in, and says why."""
     cloud.set_email_verified(DEMO_EMAIL, False)
     cloud.expire_tokens()
-    await async_wait_until(hass, lambda: _state(hass, "light.desk_lamp") == STATE_UNAVAILABLE)
+    await async_wait_until(
+        hass, lambda: _state(hass, stone_entity(hass, cloud, "Desk lamp")) == STATE_UNAVAILABLE
+    )
     (flow,) = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
 
     result = await hass.config_entries.flow.async_configure(
@@ -271,7 +286,7 @@ async def test_email_no_longer_verified(
     assert result["reason"] == "reauth_successful"
     await hass.async_block_till_done()
     await async_wait_for_stream(init_integration.runtime_data)
-    assert _state(hass, "light.desk_lamp") == STATE_ON
+    assert _state(hass, stone_entity(hass, cloud, "Desk lamp")) == STATE_ON
 
 
 async def test_email_not_verified_at_setup(
@@ -305,16 +320,17 @@ async def test_stream_dropped_while_things_happen(
     cloud.set_switch_state(cloud.stone_id("Desk lamp"), 0)
     cloud.set_ability(cloud.stone_id("Cabin lamp"), "dimming", False)
     cloud.enter_location(cloud.user_id("bob@example.com"), home, cloud.location_id("Kitchen"))
+    coffee_machine = stone_entity(hass, cloud, "Coffee machine")
     cloud.rename_stone(cloud.stone_id("Coffee machine"), "Espresso machine")
-    assert _state(hass, "light.desk_lamp") == STATE_ON
+    assert _state(hass, stone_entity(hass, cloud, "Desk lamp")) == STATE_ON
 
     cloud.stream_fault(None)
-    await async_wait_until(hass, lambda: _state(hass, "light.desk_lamp") == STATE_OFF)
-    assert hass.states.get("switch.cabin_lamp") is not None
-    assert _state(hass, "binary_sensor.kitchen_occupancy") == STATE_ON
-    assert hass.states.get("switch.coffee_machine").attributes["friendly_name"] == (
-        "Espresso machine"
+    await async_wait_until(
+        hass, lambda: _state(hass, stone_entity(hass, cloud, "Desk lamp")) == STATE_OFF
     )
+    assert hass.states.get(stone_entity(hass, cloud, "Cabin lamp")) is not None
+    assert _state(hass, place_entity(hass, cloud, "Kitchen", "occupancy")) == STATE_ON
+    assert hass.states.get(coffee_machine).attributes["friendly_name"] == "Espresso machine"
 
 
 async def test_stream_ending_again_and_again(
@@ -345,7 +361,7 @@ async def test_stream_ending_again_and_again(
 
     cloud.stream_fault(None)
     await async_wait_for_stream(init_integration.runtime_data)
-    assert _state(hass, "light.desk_lamp") == STATE_ON
+    assert _state(hass, stone_entity(hass, cloud, "Desk lamp")) == STATE_ON
 
 
 async def test_no_stream_at_all(
@@ -354,9 +370,7 @@ async def test_no_stream_at_all(
     """A cloud whose event server is out: entities work from polls, live updates say off."""
     cloud.stream_fault("no_connection")
     cloud.drop_streams("reset")
-    await async_wait_until(
-        hass, lambda: _state(hass, "binary_sensor.crownstone_cloud_live_updates") == STATE_OFF
-    )
+    await async_wait_until(hass, lambda: _state(hass, live_updates_entity(hass)) == STATE_OFF)
     cloud.set_switch_state(cloud.stone_id("Desk lamp"), 0)
     await async_poll(hass, init_integration.runtime_data.update_interval)
-    assert _state(hass, "light.desk_lamp") == STATE_OFF
+    assert _state(hass, stone_entity(hass, cloud, "Desk lamp")) == STATE_OFF

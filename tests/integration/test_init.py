@@ -19,13 +19,23 @@ from custom_components.crownstone_spotflow.const import (
 )
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 
-from . import async_poll, async_wait_for_stream, get_device
+from . import (
+    DEVICES_PER_ENTRY,
+    async_poll,
+    async_wait_for_stream,
+    device_entry_ids,
+    entity_id_of,
+    get_device,
+    stone_entity,
+)
 
 
-async def test_load_unload(hass: HomeAssistant, init_integration: MockConfigEntry) -> None:
+async def test_load_unload(
+    hass: HomeAssistant, cloud: CloudSimulator, init_integration: MockConfigEntry
+) -> None:
     """The entry loads against the cloud and unloads cleanly."""
     assert init_integration.state is ConfigEntryState.LOADED
-    assert hass.states.get("light.desk_lamp") is not None
+    assert hass.states.get(stone_entity(hass, cloud, "Desk lamp")) is not None
 
     assert await hass.config_entries.async_unload(init_integration.entry_id)
     await hass.async_block_till_done()
@@ -182,22 +192,29 @@ async def test_two_accounts_sharing_a_sphere(
     bob_devices = _devices(hass, bob)
     assert set(bob_devices) == HOME_PLACES | HOME_STONES | {"Crownstone cloud"}
     shared = {name for name in bob_devices if ann_devices[name].id == bob_devices[name].id}
-    assert shared == HOME_STONES
+    assert shared == (set() if DEVICES_PER_ENTRY else HOME_STONES)
     desk_lamp_id = cloud.stone_id("Desk lamp")
-    desk_lamp = get_device(hass, desk_lamp_id, ann.unique_id)
-    assert desk_lamp is not None
-    assert desk_lamp == get_device(hass, desk_lamp_id, bob.unique_id)
-    assert desk_lamp.config_entries == {ann.entry_id, bob.entry_id}
     address = cloud.stone(desk_lamp_id)[1].address
-    assert desk_lamp.connections == {(dr.CONNECTION_BLUETOOTH, address)}
-    # Each account's light of the lamp lives on the device, and both work.
-    lamps = er.async_entries_for_device(er.async_get(hass), desk_lamp.id)
+    lamp_devices = [get_device(hass, desk_lamp_id, account.unique_id) for account in (ann, bob)]
+    for desk_lamp in lamp_devices:
+        assert desk_lamp is not None
+        assert desk_lamp.connections == {(dr.CONNECTION_BLUETOOTH, address)}
+    if not DEVICES_PER_ENTRY:
+        assert lamp_devices[0] == lamp_devices[1]
+        assert device_entry_ids(lamp_devices[0]) == {ann.entry_id, bob.entry_id}
+    # Each account's light of the lamp lives on the (or its) device, and both work.
+    lamps = [
+        lamp
+        for desk_lamp in {device.id: device for device in lamp_devices if device}.values()
+        for lamp in er.async_entries_for_device(er.async_get(hass), desk_lamp.id)
+    ]
     assert {lamp.config_entry_id for lamp in lamps} == {ann.entry_id, bob.entry_id}
     assert all(hass.states.get(lamp.entity_id).state == STATE_ON for lamp in lamps)
 
     # The lamp is still in the cloud for both: neither may remove it by hand.
-    assert not await async_remove_config_entry_device(hass, ann, desk_lamp)
-    assert not await async_remove_config_entry_device(hass, bob, desk_lamp)
+    for account, desk_lamp in zip((ann, bob), lamp_devices, strict=True):
+        assert desk_lamp is not None
+        assert not await async_remove_config_entry_device(hass, account, desk_lamp)
 
 
 async def test_account_leaving_a_shared_sphere(
@@ -211,7 +228,9 @@ async def test_account_leaving_a_shared_sphere(
     Ann only loses the entity that showed whether Bob was in Home.
     """
     ann = init_integration
-    bob_in_home = "binary_sensor.home_bob_member_present"
+    bob_in_home = entity_id_of(
+        hass, cloud.sphere_id("Home"), f"presence_{bob.unique_id}", ann.unique_id
+    )
     ann_before = [entity for entity in _entities(hass, ann) if entity.entity_id != bob_in_home]
     assert er.async_get(hass).async_get(bob_in_home).config_entry_id == ann.entry_id
     ann_devices_before = _devices(hass, ann)
@@ -226,16 +245,22 @@ async def test_account_leaving_a_shared_sphere(
     assert _devices(hass, ann).keys() == ann_devices_before.keys()
     desk_lamp = _devices(hass, ann)["Desk lamp"]
     assert desk_lamp.id == ann_devices_before["Desk lamp"].id
-    assert desk_lamp.config_entries == {ann.entry_id}
+    assert device_entry_ids(desk_lamp) == {ann.entry_id}
     assert desk_lamp.name == "Desk lamp"
-    assert hass.states.get("light.desk_lamp").state == STATE_ON
+    assert (
+        hass.states.get(stone_entity(hass, cloud, "Desk lamp", account_id=ann.unique_id)).state
+        == STATE_ON
+    )
     # Bob's identifier stays on Ann's device: Bob no longer sees the lamp, Ann still does.
     assert await async_remove_config_entry_device(hass, bob, desk_lamp)
     assert not await async_remove_config_entry_device(hass, ann, desk_lamp)
 
 
 async def test_removing_one_of_two_accounts(
-    hass: HomeAssistant, init_integration: MockConfigEntry, bob: MockConfigEntry
+    hass: HomeAssistant,
+    cloud: CloudSimulator,
+    init_integration: MockConfigEntry,
+    bob: MockConfigEntry,
 ) -> None:
     """Unloading or removing Bob's account leaves Ann's devices and entities intact."""
     ann = init_integration
@@ -256,8 +281,13 @@ async def test_removing_one_of_two_accounts(
     assert not _entities(hass, bob)
     assert _entities(hass, ann) == ann_entities
     assert {device.id for device in _devices(hass, ann).values()} == ann_devices
-    assert all(device.config_entries == {ann.entry_id} for device in _devices(hass, ann).values())
-    assert hass.states.get("light.desk_lamp").state == STATE_ON
+    assert all(
+        device_entry_ids(device) == {ann.entry_id} for device in _devices(hass, ann).values()
+    )
+    assert (
+        hass.states.get(stone_entity(hass, cloud, "Desk lamp", account_id=ann.unique_id)).state
+        == STATE_ON
+    )
 
 
 async def test_migrating_the_clear_password(

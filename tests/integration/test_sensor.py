@@ -11,7 +11,7 @@ from syrupy.assertion import SnapshotAssertion
 
 from simulators.crownstone_cloud import CloudSimulator
 
-from . import async_poll
+from . import async_poll, place_entity
 
 
 @pytest.fixture
@@ -33,16 +33,16 @@ async def test_entities(
 @pytest.mark.usefixtures("init_integration")
 async def test_count_follows_the_cloud(hass: HomeAssistant, cloud: CloudSimulator) -> None:
     """The counts follow people arriving, after a refresh."""
-    assert hass.states.get("sensor.home_people_present").state == "2"
-    assert hass.states.get("sensor.bedroom_people_present").state == "0"
+    assert hass.states.get(place_entity(hass, cloud, "Home", "people")).state == "2"
+    assert hass.states.get(place_entity(hass, cloud, "Bedroom", "people")).state == "0"
 
     cloud.enter_location(
         cloud.user_id("cleo@example.com"), cloud.sphere_id("Home"), cloud.location_id("Bedroom")
     )
     await async_poll(hass)
 
-    assert hass.states.get("sensor.home_people_present").state == "3"
-    assert hass.states.get("sensor.bedroom_people_present").state == "1"
-    assert hass.states.get("sensor.bedroom_people_present").attributes["unit_of_measurement"] == (
-        "people"
-    )
+    assert hass.states.get(place_entity(hass, cloud, "Home", "people")).state == "3"
+    assert hass.states.get(place_entity(hass, cloud, "Bedroom", "people")).state == "1"
+    assert hass.states.get(place_entity(hass, cloud, "Bedroom", "people")).attributes[
+        "unit_of_measurement"
+    ] == ("people")

@@ -8,7 +8,7 @@ again. The server keeps the stream alive with pings; silence means a dead stream
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 import logging
 import random
@@ -30,6 +30,8 @@ _TOKEN_REJECTED = frozenset(
         SystemEventType.NO_ACCESS_TOKEN,
     }
 )
+# Events are small JSON documents; a longer line means a broken server, not a big event.
+MAX_LINE_BYTES = 65_536
 # Beyond this many doublings the delay is pinned to backoff_max anyway; stops float overflow.
 _MAX_DOUBLINGS = 32
 
@@ -147,8 +149,7 @@ class CrownstoneEventStream:
             except CrownstoneAuthenticationError as err:
                 self._give_up(err)
                 return
-            except (CrownstoneError, aiohttp.ClientError, TimeoutError, ValueError) as err:
-                # ValueError: aiohttp's answer to a line longer than its buffer.
+            except (CrownstoneError, aiohttp.ClientError, TimeoutError) as err:
                 _LOGGER.debug("Event stream failed: %s", self._describe(err))
             if self._stayed_healthy():
                 failures = 0
@@ -199,9 +200,7 @@ class CrownstoneEventStream:
             if response.status != 200:
                 raise CrownstoneConnectionError(f"Event stream answered HTTP {response.status}")
             data_lines: list[str] = []
-            async for raw_line in response.content:
-                watchdog.heard()
-                line = raw_line.decode(errors="replace").rstrip("\r\n")
+            async for line in _lines(response.content, watchdog):
                 if line:
                     # Only data lines carry anything; the server sends no id or event fields.
                     if line.startswith("data:"):
@@ -325,3 +324,25 @@ def _notify[T](listeners: Sequence[Callable[[T], None]], value: T) -> None:
             listener(value)
         except Exception:
             _LOGGER.exception("Error in event stream listener")
+
+
+async def _lines(content: aiohttp.StreamReader, watchdog: _SilenceWatchdog) -> AsyncIterator[str]:
+    """Yield the stream's lines, without their line ends.
+
+    The lines are split here rather than by aiohttp's readline: how aiohttp treats a line longer
+    than its buffer changed between the versions Home Assistant ships (an error on some, an
+    endless wait on others). Here an over-long line always ends the stream at once.
+    """
+    pending = bytearray()
+    async for chunk in content.iter_any():
+        watchdog.heard()
+        pending += chunk
+        start = 0
+        while (end := pending.find(b"\n", start)) >= 0:
+            yield pending[start:end].decode(errors="replace").rstrip("\r")
+            start = end + 1
+        del pending[:start]
+        if len(pending) > MAX_LINE_BYTES:
+            raise CrownstoneConnectionError(
+                f"Event stream sent a line longer than {MAX_LINE_BYTES} bytes"
+            )
