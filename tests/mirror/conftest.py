@@ -8,13 +8,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_EMAIL, CONF_PASSWORD
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
-
-from homeassistant.config_entries import ConfigEntryState
-from homeassistant.helpers import entity_registry as er
 
 from custom_components.crownstone_spotflow.const import CONF_CLOUD_URL, CONF_SSE_URL, DOMAIN
 from custom_components.crownstone_spotflow.mirror import settings as mirror_settings

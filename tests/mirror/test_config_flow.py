@@ -150,7 +150,11 @@ async def test_unapproved_then_recover(
 @pytest.mark.parametrize(
     ("changes", "setup", "errors"),
     [
-        ({"provisioning_token": "nope"}, None, {"provisioning_token": "invalid_provisioning_token"}),
+        (
+            {"provisioning_token": "nope"},
+            None,
+            {"provisioning_token": "invalid_provisioning_token"},
+        ),
         ({}, "set_workspace_disabled", {"base": "workspace_disabled"}),
         # No extra CA: the simulator's certificate is not trusted.
         ({"advanced": {}}, None, {"base": "untrusted_certificate"}),
@@ -187,7 +191,10 @@ async def test_refusals_are_form_errors(
     [
         ({"device_id": "no"}, {"device_id": "invalid_device_id"}),
         ({"instance": "https://x"}, {"instance": "invalid_instance"}),
-        ({"advanced": {"ca_certificate": "/nonexistent/ca.pem"}}, {"base": "invalid_ca_certificate"}),
+        (
+            {"advanced": {"ca_certificate": "/nonexistent/ca.pem"}},
+            {"base": "invalid_ca_certificate"},
+        ),
         ({"provisioning_token": ""}, {"provisioning_token": "provisioning_token_required"}),
     ],
 )

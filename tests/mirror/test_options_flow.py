@@ -35,7 +35,7 @@ async def loaded_entry(
     assert await hass.config_entries.async_setup(entry.entry_id)
     platform.approve((await platform.wait_for_operation()).id)
     await wait_connected(entry)
-    yield entry
+    return entry
 
 
 async def wait_connected(entry: MockConfigEntry, device_id: str = DEVICE_ID) -> None:
@@ -76,9 +76,7 @@ async def provision(
     assert result["type"] is FlowResultType.SHOW_PROGRESS
     assert result["progress_action"] == "wait_for_approval"
     operation = await platform.wait_for_operation()
-    assert result["description_placeholders"]["verification_code"] == (
-        operation.verification_code
-    )
+    assert result["description_placeholders"]["verification_code"] == (operation.verification_code)
     return result["flow_id"], operation.id
 
 
@@ -170,9 +168,7 @@ async def test_new_token_keeps_the_backlog(
         assert (await finish(hass, flow_id))["type"] is FlowResultType.CREATE_ENTRY
         assert loaded_entry.options["device_id"] == "ha-flow"
         await wait_connected(loaded_entry, "ha-flow")
-        found = await wait_for_records(
-            rotated, lambda found: len(found) >= 21, device_id="ha-flow"
-        )
+        found = await wait_for_records(rotated, lambda found: len(found) >= 21, device_id="ha-flow")
         changes = [r["state"] for r in found if r["entity_id"] == "light.lamp"]
         assert changes[:20] == [str(value) for value in range(20)]
         assert found[-1]["snapshot"] is True

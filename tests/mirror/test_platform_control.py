@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import entity_registry as er, issue_registry as ir
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
@@ -22,7 +22,7 @@ from custom_components.crownstone_spotflow.mirror.supervisor import REPORT_INTER
 from custom_components.crownstone_spotflow.spotflow import OutboxConfig
 from simulators.spotflow_platform import PlatformSimulator
 
-from .conftest import DEVICE_ID, records, wait_for, wait_for_records
+from .conftest import DEVICE_ID, wait_for, wait_for_records
 
 
 def has_issue(hass: HomeAssistant, entry: MockConfigEntry, issue: MirrorIssue) -> bool:
@@ -47,7 +47,9 @@ async def test_desired_pause_filter_and_reported(
     platform.set_desired(
         DEVICE_ID, {"paused": False, "entityFilter": {"include_entities": ["sensor.chosen"]}}
     )
-    await wait_for(lambda: not forwarder.listener.paused and forwarder.listener.platform_filter is not None)
+    await wait_for(
+        lambda: not forwarder.listener.paused and forwarder.listener.platform_filter is not None
+    )
     hass.states.async_set("sensor.chosen", "2")
     hass.states.async_set("sensor.other", "3")
     found = await wait_for_records(platform, lambda found: len(found) >= 1)

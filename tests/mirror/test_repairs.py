@@ -102,7 +102,9 @@ async def test_registration_revoked_while_running(
     assert not has_issue(hass, entry, MirrorIssue.PROVISIONING_REQUIRED)
 
 
-async def approved(platform: PlatformSimulator, start_forwarder: Callable[..., Any]) -> MirrorSupervisor:
+async def approved(
+    platform: PlatformSimulator, start_forwarder: Callable[..., Any]
+) -> MirrorSupervisor:
     """Start the forwarder, approve its device and return it once connected."""
     forwarder: MirrorSupervisor = await start_forwarder(wait=False)
     platform.approve((await platform.wait_for_operation()).id)
