@@ -32,7 +32,7 @@ def refused_handshakes(hass: HomeAssistant) -> Generator[None]:
     report = loop.get_exception_handler()
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if isinstance(context.get("exception"), (ConnectionResetError, ssl.SSLError)):
+        if isinstance(context.get("exception"), ConnectionResetError | ssl.SSLError):
             return
         if report is not None:
             report(loop, context)

@@ -1,4 +1,4 @@
-"""The mirror as its own config entry: its platforms, and a lifecycle no Crownstone account shares."""
+"""The mirror as its own config entry: its platforms, and a lifecycle no account shares."""
 
 from __future__ import annotations
 

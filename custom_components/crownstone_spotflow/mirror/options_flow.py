@@ -27,6 +27,7 @@ from .settings import MirrorSettings
 
 if TYPE_CHECKING:
     from . import MirrorConfigEntry
+    from .supervisor import MirrorSupervisor
 
 
 @callback
@@ -50,8 +51,6 @@ def async_save_options_and_reload(
 class MirrorOptionsFlow(OptionsFlow):
     """Change the mirror's settings; provision the device when its identity changes."""
 
-    config_entry: MirrorConfigEntry
-
     def __init__(self) -> None:
         """Initialize the flow."""
         self._user_input: dict[str, Any] | None = None
@@ -61,6 +60,12 @@ class MirrorOptionsFlow(OptionsFlow):
         self._provisioning: Provisioning | None = None
         self._progress_shown = False
         self._saved = False
+
+    @property
+    def _supervisor(self) -> MirrorSupervisor | None:
+        """Return the running supervisor of the mirror entry, if mirroring is on."""
+        entry: MirrorConfigEntry = self.config_entry
+        return entry.runtime_data.supervisor
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Show the settings; save them, or provision a device with them first."""
@@ -79,7 +84,7 @@ class MirrorOptionsFlow(OptionsFlow):
                 return await self._async_provision(candidate, current)
         suggested = dict(self._user_input or suggested_values(current))
         suggested.pop(CONF_PROVISIONING_TOKEN, None)
-        supervisor = self.config_entry.runtime_data.supervisor
+        supervisor = self._supervisor
         desired = supervisor.desired if supervisor else None
         return self.async_show_form(
             step_id="init",
@@ -96,7 +101,7 @@ class MirrorOptionsFlow(OptionsFlow):
         # Provisioning again in the outbox in use keeps the records waiting in it.
         assert current.outbox is not None
         self._candidate = candidate
-        supervisor = self.config_entry.runtime_data.supervisor
+        supervisor = self._supervisor
         # One client at a time uses an outbox; the entry reloads when the flow ends.
         self._provisioning = Provisioning(
             self.hass,
@@ -177,7 +182,7 @@ class MirrorOptionsFlow(OptionsFlow):
     @callback
     def _async_save(self, settings: MirrorSettings) -> ConfigFlowResult:
         self._saved = True
-        supervisor = self.config_entry.runtime_data.supervisor
+        supervisor = self._supervisor
         return async_save_options_and_reload(
             self,
             settings.as_options(),
