@@ -1,6 +1,6 @@
 """Benchmark: Home Assistant mirroring 100,000 state changes into the simulated platform.
 
-Prints the event-loop time the forwarder's listener spends per state change (median, p99),
+Prints the event-loop time the mirror's listener spends per state change (median, p99),
 end-to-end states per second, time until the simulator stored everything, and peak memory.
 Last line: JSON.  Run: PYTHONPATH=. .venv/bin/python bench/forwarder.py [--changes N]
 """
@@ -26,14 +26,13 @@ from pytest_homeassistant_custom_component.common import (
     async_test_home_assistant,
 )
 
-from custom_components.crownstone_spotflow import forwarder as forwarder_module
 from custom_components.crownstone_spotflow.const import DOMAIN
-from custom_components.crownstone_spotflow.forwarder import (
-    OPTIONS_KEY,
-    Forwarder,
-    ForwarderSettings,
-    async_setup_forwarder,
-    async_unload_forwarder,
+from custom_components.crownstone_spotflow.mirror import settings as mirror_settings
+from custom_components.crownstone_spotflow.mirror.listener import StateListener
+from custom_components.crownstone_spotflow.mirror.settings import (
+    MIRROR_DATA,
+    MIRROR_UNIQUE_ID,
+    MirrorSettings,
     new_outbox_name,
 )
 from simulators.spotflow_platform import PlatformSimulator
@@ -43,10 +42,12 @@ ENTITIES = 100
 
 def _timed(samples: list[int], method: Any) -> Any:
     @callback
-    def timed(self: Forwarder, arg: Any) -> Any:
+    def timed(self: StateListener, arg: Any) -> Any:
         start = time.perf_counter_ns()
         result = method(self, arg)
-        samples.append(time.perf_counter_ns() - start)
+        # Only the changes the filter lets through reach the listener: pair those.
+        if result is not False:
+            samples.append(time.perf_counter_ns() - start)
         return result
 
     return timed
@@ -55,11 +56,11 @@ def _timed(samples: list[int], method: Any) -> Any:
 async def run(changes: int) -> dict[str, Any]:
     filter_ns: list[int] = []
     listener_ns: list[int] = []
-    Forwarder._async_filter = _timed(filter_ns, Forwarder._async_filter)  # type: ignore[method-assign]
-    Forwarder._async_on_state_changed = _timed(  # type: ignore[method-assign]
-        listener_ns, Forwarder._async_on_state_changed
+    StateListener._async_filter = _timed(filter_ns, StateListener._async_filter)  # type: ignore[method-assign]
+    StateListener._async_on_state_changed = _timed(  # type: ignore[method-assign]
+        listener_ns, StateListener._async_on_state_changed
     )
-    forwarder_module.PROVISIONING_POLL_INTERVAL = 0.05
+    mirror_settings.PROVISIONING_POLL_INTERVAL = 0.05
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         (root / "config" / ".storage").mkdir(parents=True)
@@ -80,9 +81,11 @@ async def _run_in_hass(
         hass.data.pop(loader.DATA_CUSTOM_COMPONENTS)
         platform = PlatformSimulator(root / "platform", auto_approve=True)
         await platform.start()
-        entry = MockConfigEntry(domain=DOMAIN, data={})
+        entry = MockConfigEntry(
+            domain=DOMAIN, data=MIRROR_DATA, unique_id=MIRROR_UNIQUE_ID, minor_version=3
+        )
         entry.add_to_hass(hass)
-        settings = ForwarderSettings(
+        settings = MirrorSettings(
             enabled=True,
             provisioning_token=platform.provisioning_token,
             device_id="ha-bench",
@@ -91,8 +94,9 @@ async def _run_in_hass(
             entity_filter={"include_domains": ["sensor"]},
             outbox=new_outbox_name(entry.entry_id),
         )
-        hass.config_entries.async_update_entry(entry, options={OPTIONS_KEY: settings.as_options()})
-        forwarder = await async_setup_forwarder(hass, entry)
+        hass.config_entries.async_update_entry(entry, options=settings.as_options())
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        forwarder = entry.runtime_data.supervisor
         assert forwarder is not None
         while forwarder.client is None or not forwarder.client.connected:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
@@ -114,7 +118,7 @@ async def _run_in_hass(
             message.payload.count(b"\n") + (not message.payload.endswith(b"\n"))
             for message in platform.messages("ha-bench")
         )
-        await async_unload_forwarder(hass, entry)
+        await hass.config_entries.async_unload(entry.entry_id)
         await platform.stop()
         await hass.async_stop(force=True)
 
