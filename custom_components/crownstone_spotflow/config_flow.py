@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from homeassistant.config_entries import ConfigEntry, ConfigFlowResult
+from homeassistant.config_entries import ConfigEntry, ConfigFlow, ConfigFlowResult
 from homeassistant.const import CONF_EMAIL, CONF_PASSWORD
 from homeassistant.core import callback
 from homeassistant.data_entry_flow import section
@@ -80,7 +80,7 @@ def _entry_data(user_input: Mapping[str, Any], password_sha1: str) -> dict[str, 
     }
 
 
-class CrownstoneConfigFlow(MirrorConfigFlowSteps, domain=DOMAIN):
+class CrownstoneConfigFlow(MirrorConfigFlowSteps, ConfigFlow, domain=DOMAIN):
     """Add a Crownstone account (any number), or the mirror to Spotflow (one).
 
     The cloud hands out no refresh token, so an account's entry keeps what logging in again needs
