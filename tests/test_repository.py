@@ -45,16 +45,23 @@ def _json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _integration_paths() -> list[Path]:
+    """The integration's own modules: the Home Assistant glue and the mirror's package."""
+    return sorted([*PACKAGE.glob("*.py"), *PACKAGE.glob("mirror/*.py")])
+
+
 def _integration_modules() -> dict[str, ast.Module]:
-    """The integration's own modules (not the libraries), by module stem."""
+    """The integration's own modules (not the libraries), by module name below the package."""
     return {
-        path.stem: ast.parse(path.read_text(encoding="utf-8"), str(path))
-        for path in sorted(PACKAGE.glob("*.py"))
+        ".".join(path.relative_to(PACKAGE).with_suffix("").parts): ast.parse(
+            path.read_text(encoding="utf-8"), str(path)
+        )
+        for path in _integration_paths()
     }
 
 
 def _package_source() -> str:
-    return "\n".join(path.read_text(encoding="utf-8") for path in sorted(PACKAGE.glob("*.py")))
+    return "\n".join(path.read_text(encoding="utf-8") for path in _integration_paths())
 
 
 def _en() -> dict[str, Any]:
@@ -423,8 +430,9 @@ def _read_flow_class(
 def test_flows_found() -> None:
     """The reader sees the config flow, so the checks below cannot pass vacuously."""
     config = _flows()["config"]
-    assert "user" in config.steps
-    assert config.steps["user"].fields
+    # "user" is a menu: a Crownstone account or the mirror.
+    assert {"account", "mirror"} <= config.steps.keys()
+    assert config.steps["account"].fields
     assert config.errors
     assert config.aborts
 

@@ -1,7 +1,12 @@
-"""The Crownstone + Spotflow integration."""
+"""The Crownstone + Spotflow integration: two kinds of config entries that share no lifecycle.
+
+A Crownstone account (any number) and the mirror to Spotflow (one); each call dispatches by the
+entry's kind, and neither side imports the other.
+"""
 
 from __future__ import annotations
 
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_PASSWORD, Platform
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
@@ -9,12 +14,25 @@ from homeassistant.helpers import device_registry as dr
 from .cloud import hash_password
 from .const import CONF_PASSWORD_SHA1, DOMAIN, LOGGER
 from .coordinator import CrownstoneConfigEntry, CrownstoneDataUpdateCoordinator
-from .forwarder import async_remove_forwarder, async_setup_forwarder, async_unload_forwarder
+from .mirror import (
+    async_remove_mirror_entry,
+    async_setup_mirror_entry,
+    async_unload_mirror_entry,
+    is_mirror_entry,
+)
+from .mirror.migration import async_split_legacy_mirror
 
 PLATFORMS = [Platform.BINARY_SENSOR, Platform.LIGHT, Platform.SENSOR, Platform.SWITCH]
 
 
-async def async_setup_entry(hass: HomeAssistant, entry: CrownstoneConfigEntry) -> bool:
+async def async_setup_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
+    """Set up a config entry of either kind."""
+    if is_mirror_entry(entry):
+        return await async_setup_mirror_entry(hass, entry)
+    return await _async_setup_account(hass, entry)
+
+
+async def _async_setup_account(hass: HomeAssistant, entry: CrownstoneConfigEntry) -> bool:
     """Set up a Crownstone account from a config entry."""
     coordinator = CrownstoneDataUpdateCoordinator(hass, entry)
     await coordinator.async_config_entry_first_refresh()
@@ -44,20 +62,17 @@ async def async_setup_entry(hass: HomeAssistant, entry: CrownstoneConfigEntry) -
     _async_update_devices()
     entry.async_on_unload(coordinator.async_add_listener(_async_update_devices))
 
-    await async_setup_forwarder(hass, entry)
-    try:
-        await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
-        await coordinator.async_start_push()
-    except BaseException:
-        # A failed setup is not unloaded: the forwarder must not outlive it (and a retry would
-        # open its outbox a second time).
-        await async_unload_forwarder(hass, entry)
-        raise
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    await coordinator.async_start_push()
     return True
 
 
 async def async_migrate_entry(hass: HomeAssistant, entry: CrownstoneConfigEntry) -> bool:
-    """Replace the clear password that entries of version 1.1 kept with its sha1."""
+    """Bring an account's entry of an earlier release up to date.
+
+    1.1 kept the clear password (now its sha1); 1.2 kept the mirror in the account's options
+    (now an entry of its own). Mirror entries were born at 1.3.
+    """
     if entry.version > 1:
         # Made by a newer release: its data may mean something this one does not know.
         return False
@@ -66,25 +81,33 @@ async def async_migrate_entry(hass: HomeAssistant, entry: CrownstoneConfigEntry)
         data[CONF_PASSWORD_SHA1] = hash_password(entry.data[CONF_PASSWORD])
         hass.config_entries.async_update_entry(entry, data=data, minor_version=2)
         LOGGER.debug("Migrated %s to version 1.2: only the password's hash is kept", entry.title)
+    if entry.minor_version < 3:
+        async_split_legacy_mirror(hass, entry)
+        hass.config_entries.async_update_entry(entry, minor_version=3)
+        LOGGER.debug("Migrated %s to version 1.3: the mirror has an entry of its own", entry.title)
     return True
 
 
-async def async_unload_entry(hass: HomeAssistant, entry: CrownstoneConfigEntry) -> bool:
-    """Unload a config entry."""
-    if unload_ok := await hass.config_entries.async_unload_platforms(entry, PLATFORMS):
-        await async_unload_forwarder(hass, entry)
-    return unload_ok
+async def async_unload_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
+    """Unload a config entry of either kind."""
+    if is_mirror_entry(entry):
+        return await async_unload_mirror_entry(hass, entry)
+    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
 
 
-async def async_remove_entry(hass: HomeAssistant, entry: CrownstoneConfigEntry) -> None:
-    """Delete the Spotflow outbox file with the entry: nothing of it is useful any more."""
-    await async_remove_forwarder(hass, entry)
+async def async_remove_entry(hass: HomeAssistant, entry: ConfigEntry) -> None:
+    """Delete the mirror's outbox with its entry: nothing of it is useful any more."""
+    if is_mirror_entry(entry):
+        await async_remove_mirror_entry(hass, entry)
 
 
 async def async_remove_config_entry_device(
-    hass: HomeAssistant, entry: CrownstoneConfigEntry, device: dr.DeviceEntry
+    hass: HomeAssistant, entry: ConfigEntry, device: dr.DeviceEntry
 ) -> bool:
     """Allow removing a device by hand once the cloud no longer has it."""
+    if is_mirror_entry(entry):
+        # The mirror's one device goes when mirroring is turned off.
+        return False
     coordinator = entry.runtime_data
     return device.entry_type is not dr.DeviceEntryType.SERVICE and not (
         _device_cloud_ids(device, coordinator.account_id) & coordinator.cloud_names().keys()

@@ -11,6 +11,7 @@ from homeassistant.components.binary_sensor import (
     BinarySensorEntity,
     BinarySensorEntityDescription,
 )
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import EntityCategory, Platform
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
@@ -18,10 +19,11 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .cloud import Sphere, User
 from .const import MANUFACTURER
-from .coordinator import CrownstoneConfigEntry, CrownstoneDataUpdateCoordinator
+from .coordinator import CrownstoneDataUpdateCoordinator
 from .entity import CrownstoneEntity, CrownstonePlaceEntity, entity_unique_id
-from .forwarder_entities import async_add_forwarder_entities
 from .helpers import WantedEntities, async_track_entities, wanted_place_entities
+from .mirror import is_mirror_entry
+from .mirror.entities import async_add_mirror_binary_sensors
 
 PARALLEL_UPDATES = 0
 
@@ -84,10 +86,13 @@ def _wanted_entities(coordinator: CrownstoneDataUpdateCoordinator) -> WantedEnti
 
 async def async_setup_entry(
     hass: HomeAssistant,
-    entry: CrownstoneConfigEntry,
+    entry: ConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Set up presence binary sensors, and the live updates sensor of the account."""
+    if is_mirror_entry(entry):
+        async_add_mirror_binary_sensors(entry, async_add_entities)
+        return
     coordinator = entry.runtime_data
     async_track_entities(
         coordinator,
@@ -95,7 +100,6 @@ async def async_setup_entry(
         async_add_entities,
         lambda: _wanted_entities(coordinator),
     )
-    async_add_forwarder_entities(hass, entry, async_add_entities, Platform.BINARY_SENSOR)
 
 
 class CrownstonePresenceBinarySensorEntity(CrownstonePlaceEntity, BinarySensorEntity):

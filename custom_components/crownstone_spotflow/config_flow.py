@@ -36,7 +36,8 @@ from .const import (
     LOGGER,
     SECTION_ADVANCED,
 )
-from .forwarder_options import ForwarderOptionsFlow
+from .mirror import MirrorConfigEntry, is_mirror_entry
+from .mirror.config_flow import MirrorConfigFlowSteps, MirrorOptionsFlow
 
 _PASSWORD_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 _URL_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
@@ -79,21 +80,29 @@ def _entry_data(user_input: Mapping[str, Any], password_sha1: str) -> dict[str, 
     }
 
 
-class CrownstoneConfigFlow(ConfigFlow, domain=DOMAIN):
-    """Set up a Crownstone account.
+class CrownstoneConfigFlow(MirrorConfigFlowSteps, ConfigFlow, domain=DOMAIN):
+    """Add a Crownstone account (any number), or the mirror to Spotflow (one).
 
-    The cloud hands out no refresh token, so the entry keeps what logging in again needs when
-    an access token expires: the sha1 of the password, which is all the cloud ever sees.
+    The cloud hands out no refresh token, so an account's entry keeps what logging in again needs
+    when an access token expires: the sha1 of the password, which is all the cloud ever sees.
+    The mirror's steps come from its own package.
     """
 
     VERSION = 1
-    MINOR_VERSION = 2
+    # 1.3: the mirror settings moved from an account's options into an entry of their own.
+    MINOR_VERSION = 3
+
+    @classmethod
+    @callback
+    def async_supports_options_flow(cls, config_entry: ConfigEntry) -> bool:
+        """Only the mirror has options."""
+        return is_mirror_entry(config_entry)
 
     @staticmethod
     @callback
-    def async_get_options_flow(config_entry: ConfigEntry) -> ForwarderOptionsFlow:
-        """Mirroring into Spotflow is set up in the options."""
-        return ForwarderOptionsFlow()
+    def async_get_options_flow(config_entry: MirrorConfigEntry) -> MirrorOptionsFlow:
+        """Return the mirror's options flow."""
+        return MirrorOptionsFlow()
 
     async def _async_login(
         self, data: Mapping[str, Any], errors: dict[str, str], *, email_field: str = CONF_EMAIL
@@ -128,6 +137,12 @@ class CrownstoneConfigFlow(ConfigFlow, domain=DOMAIN):
         return None
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Ask what to add: a Crownstone account, or the mirror to Spotflow."""
+        return self.async_show_menu(step_id="user", menu_options=["account", "mirror"])
+
+    async def async_step_account(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
         """Ask for the account."""
         errors: dict[str, str] = {}
         if user_input is not None:
@@ -138,7 +153,7 @@ class CrownstoneConfigFlow(ConfigFlow, domain=DOMAIN):
                 return self.async_create_entry(title=f"Crownstone ({data[CONF_EMAIL]})", data=data)
 
         return self.async_show_form(
-            step_id="user",
+            step_id="account",
             data_schema=self.add_suggested_values_to_schema(
                 _account_schema(cloud_url=DEFAULT_BASE_URL, sse_url=DEFAULT_SSE_URL),
                 _without_password(user_input or {}),

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_EMAIL
 from homeassistant.core import HomeAssistant
 
 from .cloud import Crownstone, Location, Sphere, User
 from .const import CONF_PASSWORD_SHA1
-from .coordinator import CrownstoneConfigEntry
-from .forwarder import async_get_forwarder_diagnostics
+from .mirror import is_mirror_entry
+from .mirror.diagnostics import async_get_mirror_diagnostics
 
 TO_REDACT = {
     CONF_EMAIL,
@@ -19,14 +20,15 @@ TO_REDACT = {
     "first_name",
     "last_name",
     "mac_address",
-    "provisioning_token",
 }
 
 
 async def async_get_config_entry_diagnostics(
-    hass: HomeAssistant, entry: CrownstoneConfigEntry
+    hass: HomeAssistant, entry: ConfigEntry
 ) -> dict[str, Any]:
-    """Return diagnostics for a config entry."""
+    """Return diagnostics for a config entry of either kind."""
+    if is_mirror_entry(entry):
+        return await async_get_mirror_diagnostics(hass, entry)
     coordinator = entry.runtime_data
     return async_redact_data(
         {
@@ -46,7 +48,6 @@ async def async_get_config_entry_diagnostics(
                 ),
             },
             "spheres": [_sphere(sphere) for sphere in coordinator.data],
-            "spotflow": await async_get_forwarder_diagnostics(hass, entry),
         },
         TO_REDACT,
     )

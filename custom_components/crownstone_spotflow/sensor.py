@@ -10,14 +10,15 @@ from homeassistant.components.sensor import (
     SensorEntityDescription,
     SensorStateClass,
 )
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import CrownstoneConfigEntry
 from .entity import CrownstonePlaceEntity
-from .forwarder_entities import async_add_forwarder_entities
 from .helpers import async_track_entities, wanted_place_entities
+from .mirror import is_mirror_entry
+from .mirror.entities import async_add_mirror_sensors
 
 PARALLEL_UPDATES = 0
 
@@ -41,10 +42,13 @@ DESCRIPTIONS = (
 
 async def async_setup_entry(
     hass: HomeAssistant,
-    entry: CrownstoneConfigEntry,
+    entry: ConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     """Set up presence sensors."""
+    if is_mirror_entry(entry):
+        async_add_mirror_sensors(entry, async_add_entities)
+        return
     coordinator = entry.runtime_data
     async_track_entities(
         coordinator,
@@ -52,7 +56,6 @@ async def async_setup_entry(
         async_add_entities,
         lambda: wanted_place_entities(coordinator, DESCRIPTIONS, CrownstoneSensorEntity),
     )
-    async_add_forwarder_entities(hass, entry, async_add_entities, Platform.SENSOR)
 
 
 class CrownstoneSensorEntity(CrownstonePlaceEntity, SensorEntity):

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 from unittest.mock import patch
 
-from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
+from homeassistant.config_entries import SOURCE_USER, ConfigEntryState, ConfigFlowResult
 from homeassistant.const import CONF_EMAIL, CONF_PASSWORD
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -60,11 +60,21 @@ def _entry_data(cloud: CloudSimulator, password: str = DEMO_PASSWORD) -> dict[st
     }
 
 
+async def _async_start_account_flow(hass: HomeAssistant) -> ConfigFlowResult:
+    """Open the add dialog and choose a Crownstone account from the menu."""
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    assert result["type"] is FlowResultType.MENU
+    assert result["menu_options"] == ["account", "mirror"]
+    return await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "account"}
+    )
+
+
 async def test_user_flow(hass: HomeAssistant, cloud: CloudSimulator) -> None:
     """The account is checked before the entry is created."""
-    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await _async_start_account_flow(hass)
     assert result["type"] is FlowResultType.FORM
-    assert result["step_id"] == "user"
+    assert result["step_id"] == "account"
     assert result["errors"] == {}
     # The advanced section defaults to the public cloud.
     defaults = {
@@ -124,14 +134,14 @@ async def test_user_flow_errors_recover(
     error: str,
 ) -> None:
     """Every error is shown on the form, and the same flow then succeeds."""
-    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await _async_start_account_flow(hass)
     user_input = _user_input(cloud)
     break_it(cloud, user_input)
 
     result = await hass.config_entries.flow.async_configure(result["flow_id"], user_input)
 
     assert result["type"] is FlowResultType.FORM
-    assert result["step_id"] == "user"
+    assert result["step_id"] == "account"
     assert result["errors"] == {field: error}
     # Expected trouble is no bug: no traceback in the log.
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
@@ -146,7 +156,7 @@ async def test_unexpected_error_recovers(
     hass: HomeAssistant, cloud: CloudSimulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A bug (nothing the cloud can provoke) is logged with its traceback, never the password."""
-    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await _async_start_account_flow(hass)
     with patch.object(CrownstoneCloud, "async_login", side_effect=RuntimeError("a bug")):
         result = await hass.config_entries.flow.async_configure(
             result["flow_id"], _user_input(cloud)
@@ -161,7 +171,7 @@ async def test_unexpected_error_recovers(
 
 async def test_unreachable_cloud_url(hass: HomeAssistant, cloud: CloudSimulator) -> None:
     """A cloud URL where nothing listens is a connection error."""
-    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await _async_start_account_flow(hass)
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], _user_input(cloud, cloud_url="http://127.0.0.1:9/api")
     )
@@ -172,7 +182,7 @@ async def test_form_never_shows_the_password_again(
     hass: HomeAssistant, cloud: CloudSimulator
 ) -> None:
     """After an error the form keeps the e-mail address but not the password."""
-    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await _async_start_account_flow(hass)
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], _user_input(cloud, password="wrong")
     )
@@ -189,7 +199,7 @@ async def test_duplicate_account(
 ) -> None:
     """The same account cannot be added twice, whatever the e-mail's case."""
     mock_config_entry.add_to_hass(hass)
-    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await _async_start_account_flow(hass)
     result = await hass.config_entries.flow.async_configure(
         result["flow_id"], _user_input(cloud, email=DEMO_EMAIL.upper())
     )

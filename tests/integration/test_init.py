@@ -308,7 +308,7 @@ async def test_migrating_the_clear_password(
     await hass.async_block_till_done()
 
     assert entry.state is ConfigEntryState.LOADED
-    assert (entry.version, entry.minor_version) == (1, 2)
+    assert (entry.version, entry.minor_version) == (1, 3)
     assert entry.data == mock_config_entry.data
     assert DEMO_PASSWORD not in str(entry.as_dict())
     assert await hass.config_entries.async_unload(entry.entry_id)

@@ -15,6 +15,7 @@ from .errors import (
     ProvisioningOperationExpiredError,
     ProvisioningTokenInvalidError,
     RegistrationTokenRevokedError,
+    SpotflowCertificateError,
     SpotflowConnectionError,
     WorkspaceDisabledError,
 )
@@ -198,6 +199,10 @@ class PlatformApi:
                 except ValueError:
                     body = None
                 return response.status, body if isinstance(body, dict) else {}
+        except aiohttp.ClientConnectorCertificateError as err:
+            raise SpotflowCertificateError(
+                "The Spotflow platform's certificate is not trusted"
+            ) from err
         except (aiohttp.ClientError, TimeoutError) as err:
             # The exception text names the URL only; the token travels in a header.
             raise SpotflowConnectionError(

@@ -24,6 +24,7 @@ from .errors import (
     ProvisioningOperationExpiredError,
     ProvisioningTokenInvalidError,
     RegistrationTokenRevokedError,
+    SpotflowCertificateError,
     SpotflowConnectionError,
     SpotflowError,
     WorkspaceDisabledError,
@@ -326,6 +327,8 @@ class DeviceClient:
         while True:
             try:
                 return await call()
+            except SpotflowCertificateError:
+                raise  # Retrying cannot help: a person must add the CA.
             except SpotflowConnectionError as err:
                 _LOGGER.warning("Spotflow platform unavailable, retrying: %s", err)
                 await asyncio.sleep(self._retry_interval)

@@ -19,6 +19,14 @@ class SpotflowConnectionError(SpotflowError):
     """The platform could not be reached, or the connection dropped."""
 
 
+class SpotflowCertificateError(SpotflowConnectionError):
+    """The platform's TLS certificate is not trusted (its CA is missing, or it is wrong).
+
+    A connection error (the client keeps retrying a running device), but one that a person
+    must fix: provisioning does not wait for it.
+    """
+
+
 class ProvisioningTokenInvalidError(SpotflowError):
     """The platform rejected the provisioning token."""
 

@@ -1,4 +1,4 @@
-"""The forwarder mirrors states into the simulated platform: content, filters, outages."""
+"""The mirror records states into the simulated platform: content, filters, outages, epochs."""
 
 from __future__ import annotations
 
@@ -14,29 +14,29 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.crownstone_spotflow.const import DOMAIN
-from custom_components.crownstone_spotflow.forwarder import OPTIONS_KEY, async_unload_forwarder
+from custom_components.crownstone_spotflow.mirror import settings as mirror_settings
 from custom_components.crownstone_spotflow.spotflow import OutboxConfig
 from simulators.spotflow_platform import PlatformSimulator
 
 from .conftest import records, wait_for, wait_for_records
 
 
-def own_entity(hass: HomeAssistant, entry: MockConfigEntry, object_id: str) -> str:
-    """Register an entity of the config entry; return its entity id."""
+def own_entity(
+    hass: HomeAssistant, entry: MockConfigEntry | None, object_id: str, platform: str = "light"
+) -> str:
+    """Register an entity (of the config entry, when given); return its entity id."""
     return (
         er.async_get(hass)
         .async_get_or_create(
-            "light", DOMAIN, object_id, config_entry=entry, suggested_object_id=object_id
+            platform, DOMAIN, object_id, config_entry=entry, suggested_object_id=object_id
         )
         .entity_id
     )
 
 
 def set_filter(hass: HomeAssistant, entry: MockConfigEntry, **changes: Any) -> None:
-    """Change the stored forwarder options."""
-    hass.config_entries.async_update_entry(
-        entry, options={OPTIONS_KEY: {**entry.options[OPTIONS_KEY], **changes}}
-    )
+    """Change the stored mirror options."""
+    hass.config_entries.async_update_entry(entry, options={**entry.options, **changes})
 
 
 async def test_snapshot_then_changes(
@@ -45,14 +45,15 @@ async def test_snapshot_then_changes(
     platform: PlatformSimulator,
     start_forwarder: Callable[..., Any],
 ) -> None:
-    """At start the own entities are mirrored in full; then every change follows."""
-    lamp = own_entity(hass, entry, "lamp")
+    """At start every entity but the mirror's own is mirrored in full (like the recorder); then
+    every change follows, numbered within the start's epoch."""
+    lamp = own_entity(hass, None, "lamp")
     hass.states.async_set(lamp, "on", {"brightness": 128})
     hass.states.async_set("light.elsewhere", "on")
 
     forwarder = await start_forwarder()
-    snapshot = await wait_for_records(platform, lambda found: len(found) >= 1)
-    assert [record["entity_id"] for record in snapshot] == [lamp]
+    snapshot = await wait_for_records(platform, lambda found: len(found) >= 2)
+    assert [record["entity_id"] for record in snapshot] == [lamp, "light.elsewhere"]
     first = snapshot[0]
     assert first["snapshot"] is True
     assert first["state"] == "on"
@@ -65,14 +66,21 @@ async def test_snapshot_then_changes(
     hass.states.async_set(lamp, "off")
     hass.states.async_set("light.elsewhere", "off")
     hass.states.async_remove(lamp)
-    found = await wait_for_records(platform, lambda found: len(found) >= 3)
+    found = await wait_for_records(platform, lambda found: len(found) >= 5)
     assert [(r["entity_id"], r.get("state"), r.get("removed")) for r in found] == [
         (lamp, "on", None),
+        ("light.elsewhere", "on", None),
         (lamp, "off", None),
+        ("light.elsewhere", "off", None),
         (lamp, None, True),
     ]
-    assert [r["seq"] for r in found] == [1, 2, 3]
-    assert "snapshot" not in found[1]
+    assert [r["seq"] for r in found] == [1, 2, 3, 4, 5]
+    assert {r["epoch"] for r in found} == {forwarder.listener.epoch}
+    assert "snapshot" not in found[2]
+    # The mirror's own diagnostic entities exist, and are never mirrored.
+    own = er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
+    assert len(own) == 5
+    assert not {item.entity_id for item in own} & {r["entity_id"] for r in found}
     assert forwarder.client is not None
     assert forwarder.client.device_id == "ha-test"
 
@@ -94,12 +102,8 @@ async def test_filter_rules(
             "exclude_entity_globs": ["sensor.secret_*"],
         },
     )
-    own_counter = (
-        er.async_get(hass)
-        .async_get_or_create("sensor", DOMAIN, f"{entry.entry_id}_spotflow_records_waiting")
-        .entity_id
-    )
     await start_forwarder()
+    own_counter = own_entity(hass, entry, "records_waiting", "sensor")
     for entity_id in (
         "sensor.power",
         "sensor.secret_code",
@@ -120,7 +124,7 @@ async def test_outage_loses_nothing_and_keeps_order(
     start_forwarder: Callable[..., Any],
 ) -> None:
     """Records made while the broker is down arrive after it returns, in order, once each."""
-    lamps = [own_entity(hass, entry, f"lamp_{index}") for index in range(5)]
+    lamps = [f"light.lamp_{index}" for index in range(5)]
     forwarder = await start_forwarder()
     await wait_for(lambda: forwarder.client is not None and forwarder.client.connected)
     await platform.stop_broker()
@@ -143,22 +147,24 @@ async def test_restart_with_backlog(
     start_forwarder: Callable[..., Any],
 ) -> None:
     """A backlog on disk when Home Assistant stops is delivered after it starts again."""
-    lamp = own_entity(hass, entry, "lamp")
+    lamp = "light.lamp"
     forwarder = await start_forwarder()
     await platform.stop_broker()
     await wait_for(lambda: not forwarder.client.connected)
     for value in range(300):
         hass.states.async_set(lamp, str(value))
-    await async_unload_forwarder(hass, entry)
+    assert await hass.config_entries.async_unload(entry.entry_id)
     assert records(platform) == []
 
     await platform.start_broker()
     restarted = await start_forwarder()
     found = await wait_for_records(platform, lambda found: len(found) >= 301)
     assert [r["state"] for r in found[:300]] == [str(value) for value in range(300)]
-    # The restart mirrors a snapshot, numbered after the backlog.
+    assert [r["seq"] for r in found[:300]] == list(range(1, 301))
+    # The restart starts a new epoch: its snapshot is number 1 of it, never a number reused.
     assert found[300]["snapshot"] is True
-    assert found[300]["seq"] == 301
+    assert (found[300]["epoch"], found[300]["seq"]) == (restarted.listener.epoch, 1)
+    assert found[300]["epoch"] > found[0]["epoch"]
     assert restarted.stats is not None
 
 
@@ -176,22 +182,26 @@ async def test_odd_attributes_renames_and_stop(
     start_forwarder: Callable[..., Any],
 ) -> None:
     """An odd attribute costs only itself; a renamed entity is decided again; stopping Home
-    Assistant stops the forwarder."""
-    lamp = own_entity(hass, entry, "lamp")
+    Assistant stops the mirror."""
+    lamp = "light.lamp"
     forwarder = await start_forwarder()
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     hass.states.async_set(
         lamp, "on", {"odd": Odd(), "brightness": 3, "when": when, "nan": float("nan")}
     )
-    hass.states.async_set("light.renamed", "on")  # not this entry's (yet): not mirrored
+    hass.states.async_set("light.renamed", "on")  # not the mirror's own (yet): mirrored
     hass.states.async_remove("light.renamed")
-    er.async_get(hass).async_update_entity(lamp, new_entity_id="light.renamed")
+    own = own_entity(hass, entry, "own")
+    er.async_get(hass).async_update_entity(own, new_entity_id="light.renamed")
     await hass.async_block_till_done()
     hass.states.async_set("light.renamed", "off")
-    found = await wait_for_records(platform, lambda found: len(found) >= 2)
-    assert [(r["entity_id"], r["state"]) for r in found] == [
+    hass.states.async_set("light.after", "on")
+    found = await wait_for_records(platform, lambda found: len(found) >= 4)
+    assert [(r["entity_id"], r.get("state")) for r in found] == [
         (lamp, "on"),
-        ("light.renamed", "off"),
+        ("light.renamed", "on"),
+        ("light.renamed", None),
+        ("light.after", "on"),
     ]
     # The rest is encoded as Home Assistant does: ISO times, NaN as null.
     assert found[0]["attributes"] == {
@@ -214,9 +224,9 @@ async def test_changes_while_registering_at_start_are_kept(
 ) -> None:
     """Changes made while a slow platform keeps the start registering are kept on disk and
     delivered once it answers."""
-    lamp = own_entity(hass, entry, "lamp")
+    lamp = "light.lamp"
     await start_forwarder()
-    await async_unload_forwarder(hass, entry)
+    assert await hass.config_entries.async_unload(entry.entry_id)
 
     platform.inject_api_fault("/devices/register", 503, delay=3.0)
     forwarder = await start_forwarder(wait=False)
@@ -236,12 +246,16 @@ async def test_home_assistant_stop_commits_the_buffer(
     entry: MockConfigEntry,
     platform: PlatformSimulator,
     start_forwarder: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Stopping Home Assistant as it does (background tasks cancelled, then the stop event)
     writes what is buffered; the next start delivers everything exactly once."""
-    lamp = own_entity(hass, entry, "lamp")
+    lamp = "light.lamp"
     # Nothing reaches the disk by itself during the test: only the stop writes it.
-    forwarder = await start_forwarder(OutboxConfig(commit_interval=60, pack_linger=0.01))
+    monkeypatch.setattr(
+        mirror_settings, "OUTBOX_CONFIG", OutboxConfig(commit_interval=60, pack_linger=0.01)
+    )
+    forwarder = await start_forwarder()
     await platform.stop_broker()
     await wait_for(lambda: not forwarder.client.connected)
     for value in range(50):
@@ -256,10 +270,10 @@ async def test_home_assistant_stop_commits_the_buffer(
     assert forwarder.client is None
 
     await platform.start_broker()
-    await start_forwarder()
+    await hass.config_entries.async_reload(entry.entry_id)
     found = await wait_for_records(platform, lambda found: len(found) >= 51)
     assert [r["state"] for r in found] == [*(str(value) for value in range(50)), "49"]
-    assert [r["seq"] for r in found] == list(range(1, 52))
+    assert [r["seq"] for r in found] == [*range(1, 51), 1]
 
 
 async def test_record_too_large_costs_only_itself(
@@ -271,8 +285,8 @@ async def test_record_too_large_costs_only_itself(
 ) -> None:
     """A state too large for one message is left out with one warning; the others go on,
     numbered without gaps."""
-    huge = own_entity(hass, entry, "a_huge")
-    lamp = own_entity(hass, entry, "b_lamp")
+    huge = "light.a_huge"
+    lamp = "light.b_lamp"
     hass.states.async_set(huge, "on", {"blob": "x" * 300_000})
     hass.states.async_set(lamp, "on")
     await start_forwarder()
@@ -292,32 +306,29 @@ async def test_record_too_large_costs_only_itself(
     assert "x" * 100 not in warnings[0].getMessage()
 
 
-async def test_filters_without_includes_choose_among_own_entities(
+async def test_excludes_alone_and_an_empty_platform_filter(
     hass: HomeAssistant,
     entry: MockConfigEntry,
     platform: PlatformSimulator,
     start_forwarder: Callable[..., Any],
 ) -> None:
-    """Only excludes in the options remove from this entry's entities; an empty filter from the
-    platform means this entry's entities too, not every entity."""
-    lamp = own_entity(hass, entry, "lamp")
-    hidden = own_entity(hass, entry, "hidden")
+    """Only excludes remove from every entity; an empty filter from the platform means every
+    entity again (never the mirror's own)."""
+    hidden = "light.hidden"
     set_filter(hass, entry, entity_filter={"exclude_entities": [hidden]})
     forwarder = await start_forwarder()
-    hass.states.async_set("light.foreign", "on")
     hass.states.async_set(hidden, "on")
-    hass.states.async_set(lamp, "on")
+    hass.states.async_set("light.lamp", "on")
     found = await wait_for_records(platform, lambda found: len(found) >= 1)
-    assert [(r["entity_id"], r["state"]) for r in found] == [(lamp, "on")]
+    assert [(r["entity_id"], r["state"]) for r in found] == [("light.lamp", "on")]
 
     platform.set_desired("ha-test", {"entityFilter": {}})
-    await wait_for(lambda: forwarder.platform_filter is not None)
-    hass.states.async_set("light.foreign", "off")
-    hass.states.async_set(lamp, "off")
+    await wait_for(lambda: forwarder.listener.platform_filter is not None)
+    hass.states.async_set("light.lamp", "off")
     found = await wait_for_records(platform, lambda found: found[-1]["state"] == "off")
-    # The new filter's snapshot has both own entities; the foreign one never appears.
+    # The new filter's snapshot has both entities, and no entity of the mirror's own.
     assert sorted((r["entity_id"], r["state"]) for r in found[1:]) == [
         (hidden, "on"),
-        (lamp, "off"),
-        (lamp, "on"),
+        ("light.lamp", "off"),
+        ("light.lamp", "on"),
     ]

@@ -1,4 +1,4 @@
-"""Fixtures of the forwarder tests: a real Spotflow platform simulator on 127.0.0.1."""
+"""Fixtures of the mirror tests: a real Spotflow platform simulator on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -8,21 +8,22 @@ import json
 from pathlib import Path
 from typing import Any
 
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_EMAIL, CONF_PASSWORD
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.crownstone_spotflow import forwarder
 from custom_components.crownstone_spotflow.const import CONF_CLOUD_URL, CONF_SSE_URL, DOMAIN
-from custom_components.crownstone_spotflow.forwarder import (
-    OPTIONS_KEY,
-    Forwarder,
-    ForwarderSettings,
-    async_setup_forwarder,
-    async_unload_forwarder,
+from custom_components.crownstone_spotflow.mirror import settings as mirror_settings
+from custom_components.crownstone_spotflow.mirror.settings import (
+    MIRROR_DATA,
+    MIRROR_UNIQUE_ID,
+    MirrorSettings,
     new_outbox_name,
 )
+from custom_components.crownstone_spotflow.mirror.supervisor import MirrorSupervisor
 from custom_components.crownstone_spotflow.spotflow import OutboxConfig
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 from simulators.spotflow_platform import PlatformSimulator
@@ -42,9 +43,10 @@ def config_dir(hass: HomeAssistant, tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def fast_intervals(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Poll for approval and retry the platform quickly."""
-    monkeypatch.setattr(forwarder, "PROVISIONING_POLL_INTERVAL", 0.05)
-    monkeypatch.setattr(forwarder, "RETRY_INTERVAL", 0.2)
+    """Poll for approval and retry the platform quickly; commit and pack quickly."""
+    monkeypatch.setattr(mirror_settings, "PROVISIONING_POLL_INTERVAL", 0.05)
+    monkeypatch.setattr(mirror_settings, "RETRY_INTERVAL", 0.2)
+    monkeypatch.setattr(mirror_settings, "OUTBOX_CONFIG", FAST_OUTBOX)
 
 
 @pytest.fixture
@@ -102,9 +104,9 @@ def demo_account_entry(cloud: CloudSimulator) -> MockConfigEntry:
     )
 
 
-def forwarder_options(platform: PlatformSimulator, entry_id: str, **changes: Any) -> dict[str, Any]:
-    """Return entry options that mirror into the simulator."""
-    settings = ForwarderSettings(
+def mirror_options(platform: PlatformSimulator, entry_id: str, **changes: Any) -> dict[str, Any]:
+    """Return mirror entry options that mirror into the simulator."""
+    settings = MirrorSettings(
         enabled=True,
         provisioning_token=platform.provisioning_token,
         device_id=DEVICE_ID,
@@ -112,40 +114,69 @@ def forwarder_options(platform: PlatformSimulator, entry_id: str, **changes: Any
         ca_certificate=platform.ca_file.read_text(),
         outbox=new_outbox_name(entry_id),
     )
-    options = settings.as_options()
-    options.update(changes)
-    return {OPTIONS_KEY: options}
+    return {**settings.as_options(), **changes}
+
+
+def mirror_entry(options: dict[str, Any] | None = None) -> MockConfigEntry:
+    """Return a mirror entry, not yet added."""
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title="Mirror to Spotflow",
+        unique_id=MIRROR_UNIQUE_ID,
+        data=MIRROR_DATA,
+        options=options or {},
+        version=1,
+        minor_version=3,
+    )
 
 
 @pytest.fixture
 async def entry(
     hass: HomeAssistant, platform: PlatformSimulator
 ) -> AsyncGenerator[MockConfigEntry]:
-    """Return a config entry (not set up) whose options mirror into the simulator.
+    """Return the mirror entry (not set up) that mirrors into the simulator.
 
-    Its forwarder stops before the simulator does.
+    It is unloaded before the simulator stops.
     """
-    entry = MockConfigEntry(domain=DOMAIN, title="Crownstone (test)", data={})
+    entry = mirror_entry()
     entry.add_to_hass(hass)
-    hass.config_entries.async_update_entry(
-        entry, options=forwarder_options(platform, entry.entry_id)
-    )
+    hass.config_entries.async_update_entry(entry, options=mirror_options(platform, entry.entry_id))
     yield entry
-    await async_unload_forwarder(hass, entry)
+    if entry.state is ConfigEntryState.LOADED:
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+
+
+def supervisor_of(entry: MockConfigEntry) -> MirrorSupervisor:
+    """Return the running supervisor of a loaded mirror entry."""
+    supervisor = entry.runtime_data.supervisor
+    assert isinstance(supervisor, MirrorSupervisor)
+    return supervisor
 
 
 @pytest.fixture
 def start_forwarder(hass: HomeAssistant, entry: MockConfigEntry) -> Callable[..., Any]:
-    """Return a function that starts the entry's forwarder and waits until it is connected."""
+    """Return a function that sets the mirror entry up and waits until it is connected."""
 
-    async def start(outbox: OutboxConfig = FAST_OUTBOX, *, wait: bool = True) -> Forwarder:
-        started = await async_setup_forwarder(hass, entry, outbox=outbox)
-        assert started is not None
+    async def start(*, wait: bool = True) -> MirrorSupervisor:
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        started = supervisor_of(entry)
         if wait:
             await wait_for(lambda: started.client is not None and started.client.connected)
         return started
 
     return start
+
+
+def mirror_entity_id(hass: HomeAssistant, entry: MockConfigEntry, key: str) -> str:
+    """Return the entity id of one of the mirror's own entities, found by unique id."""
+    for platform in ("sensor", "binary_sensor"):
+        entity_id = er.async_get(hass).async_get_entity_id(
+            platform, DOMAIN, f"{entry.entry_id}_spotflow_{key}"
+        )
+        if entity_id is not None:
+            return entity_id
+    raise AssertionError(f"no mirror entity {key}")
 
 
 async def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109

@@ -1,0 +1,260 @@
+"""Adding the mirror: the menu, provisioning with the code in the first progress step, failures
+shown on the form and recovered from, abandoned flows, one mirror per Home Assistant."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Generator
+from pathlib import Path
+import ssl
+from typing import Any
+
+from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+import pytest
+
+from custom_components.crownstone_spotflow.const import DOMAIN
+from custom_components.crownstone_spotflow.mirror.settings import MIRROR_DATA
+from simulators.spotflow_platform import PlatformSimulator
+
+from .conftest import supervisor_of, wait_for
+
+
+@pytest.fixture
+def refused_handshakes(hass: HomeAssistant) -> Generator[None]:
+    """Let the simulator's side of a TLS handshake the client refused go unreported.
+
+    asyncio reports it through the loop's exception handler, which fails a test; here it is
+    exactly what the test causes.
+    """
+    loop = hass.loop
+    report = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), ConnectionResetError | ssl.SSLError):
+            return
+        if report is not None:
+            report(loop, context)
+
+    loop.set_exception_handler(handler)
+    yield
+    loop.set_exception_handler(report)
+
+
+@pytest.fixture
+def auto_approve() -> bool:
+    """A person approves (or not) in these tests."""
+    return False
+
+
+def mirror_input(platform: PlatformSimulator, **changes: Any) -> dict[str, Any]:
+    """Return what a person enters to mirror into the simulator."""
+    return {
+        "provisioning_token": platform.provisioning_token,
+        "device_id": "ha-flow",
+        "instance": platform.instance,
+        "advanced": {"ca_certificate": platform.ca_file.read_text()},
+        **changes,
+    }
+
+
+async def start(hass: HomeAssistant) -> str:
+    """Open the add dialog and choose the mirror; return the flow id."""
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    assert result["type"] is FlowResultType.MENU
+    assert result["menu_options"] == ["account", "mirror"]
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "mirror"}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "mirror"
+    return result["flow_id"]
+
+
+async def submit(
+    hass: HomeAssistant, platform: PlatformSimulator, flow_id: str, user_input: dict[str, Any]
+) -> str:
+    """Submit; the very first progress step carries the code. Return the operation id."""
+    result = await hass.config_entries.flow.async_configure(flow_id, user_input)
+    assert result["type"] is FlowResultType.SHOW_PROGRESS
+    assert result["progress_action"] == "wait_for_approval"
+    operation = (await platform.wait_for_operation()).id
+    code = next(op for op in platform.pending_operations() if op.id == operation)
+    assert result["description_placeholders"]["verification_code"] == code.verification_code
+    return operation
+
+
+async def outcome(hass: HomeAssistant, flow_id: str) -> dict[str, Any]:
+    """Wait until the progress step ends (Home Assistant moves the flow on), return the result."""
+    await wait_for(
+        lambda: not any(
+            flow["flow_id"] == flow_id and flow["step_id"] == "mirror_provision"
+            for flow in hass.config_entries.flow.async_progress()
+        )
+    )
+    result = await hass.config_entries.flow.async_configure(flow_id)
+    return dict(result)
+
+
+async def test_add_the_mirror(hass: HomeAssistant, platform: PlatformSimulator) -> None:
+    """The code is on the first progress step; approval creates the entry, which mirrors."""
+    flow_id = await start(hass)
+    operation = await submit(hass, platform, flow_id, mirror_input(platform))
+    platform.approve(operation, device_id="ha-renamed")
+    result = await outcome(hass, flow_id)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    entry = hass.config_entries.async_entries(DOMAIN)[0]
+    assert entry.data == MIRROR_DATA
+    assert entry.options["device_id"] == "ha-renamed"
+    assert not any(entry.options["entity_filter"].values())
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+    supervisor = supervisor_of(entry)  # type: ignore[arg-type]
+    await wait_for(lambda: supervisor.client is not None and supervisor.client.connected)
+    assert supervisor.client is not None
+    assert supervisor.client.device_id == "ha-renamed"
+
+    # One mirror per Home Assistant.
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "mirror"}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "single_instance_allowed"
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+@pytest.mark.parametrize(
+    ("act", "error"),
+    [("cancel", "provisioning_cancelled"), ("expire_operation", "provisioning_expired")],
+)
+async def test_unapproved_then_recover(
+    hass: HomeAssistant, platform: PlatformSimulator, act: str, error: str
+) -> None:
+    """A cancelled or expired request returns to the form; submitting again recovers."""
+    flow_id = await start(hass)
+    operation = await submit(hass, platform, flow_id, mirror_input(platform))
+    getattr(platform, act)(operation)
+    result = await outcome(hass, flow_id)
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": error}
+    assert list(Path(hass.config.path(".storage")).glob("*.spotflow.*")) == []
+    platform.approve(await submit(hass, platform, flow_id, mirror_input(platform)))
+    assert (await outcome(hass, flow_id))["type"] is FlowResultType.CREATE_ENTRY
+    entry = hass.config_entries.async_entries(DOMAIN)[0]
+    await hass.async_block_till_done()
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+@pytest.mark.parametrize(
+    ("changes", "setup", "errors"),
+    [
+        (
+            {"provisioning_token": "nope"},
+            None,
+            {"provisioning_token": "invalid_provisioning_token"},
+        ),
+        ({}, "set_workspace_disabled", {"base": "workspace_disabled"}),
+        # No extra CA: the simulator's certificate is not trusted.
+        ({"advanced": {}}, None, {"base": "untrusted_certificate"}),
+    ],
+)
+@pytest.mark.usefixtures("refused_handshakes")
+async def test_refusals_are_form_errors(
+    hass: HomeAssistant,
+    platform: PlatformSimulator,
+    changes: dict[str, Any],
+    setup: str | None,
+    errors: dict[str, str],
+) -> None:
+    """What the platform refuses at once is an error on the form, with no spinner and nothing
+    left on disk; fixing it recovers."""
+    if setup is not None:
+        getattr(platform, setup)(True)
+    flow_id = await start(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, mirror_input(platform, **changes)
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == errors
+    assert list(Path(hass.config.path(".storage")).glob("*.spotflow.*")) == []
+    if setup is not None:
+        getattr(platform, setup)(False)
+    await submit(hass, platform, flow_id, mirror_input(platform))
+    hass.config_entries.flow.async_abort(flow_id)
+    await wait_for(lambda: not list(Path(hass.config.path(".storage")).glob("*.spotflow.*")))
+
+
+@pytest.mark.parametrize(
+    ("changes", "errors"),
+    [
+        ({"device_id": "no"}, {"device_id": "invalid_device_id"}),
+        ({"instance": "https://x"}, {"instance": "invalid_instance"}),
+        (
+            {"advanced": {"ca_certificate": "/nonexistent/ca.pem"}},
+            {"base": "invalid_ca_certificate"},
+        ),
+        ({"provisioning_token": ""}, {"provisioning_token": "provisioning_token_required"}),
+    ],
+)
+async def test_invalid_input(
+    hass: HomeAssistant,
+    platform: PlatformSimulator,
+    changes: dict[str, Any],
+    errors: dict[str, str],
+) -> None:
+    """Input the platform would refuse is caught in the form; the token is never shown again."""
+    hass.config.location_name = "Beach House"
+    flow_id = await start(hass)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, mirror_input(platform, **changes)
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == errors
+    suggested = {
+        str(key.schema): key.description["suggested_value"]
+        for key in result["data_schema"].schema
+        if key.description and "suggested_value" in key.description
+    }
+    assert "provisioning_token" not in suggested
+
+
+async def test_suggested_device_id(hass: HomeAssistant, platform: PlatformSimulator) -> None:
+    """The form suggests a device id made from the location and the instance id."""
+    hass.config.location_name = "Beach House"
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": SOURCE_USER})
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": "mirror"}
+    )
+    suggested = {
+        str(key.schema): key.description["suggested_value"]
+        for key in result["data_schema"].schema
+        if key.description and "suggested_value" in key.description
+    }
+    assert suggested["device_id"].startswith("ha-beach-house-")
+    assert 4 <= len(suggested["device_id"]) <= 90
+
+
+async def test_closing_the_dialog_stops_at_once(
+    hass: HomeAssistant, platform: PlatformSimulator
+) -> None:
+    """Closing the dialog while waiting for approval stops asking the platform and removes
+    the unsaved outbox; an open dialog never holds Home Assistant up."""
+    flow_id = await start(hass)
+    operation = await submit(hass, platform, flow_id, mirror_input(platform))
+    storage = Path(hass.config.path(".storage"))
+    assert list(storage.glob("*.spotflow.db"))
+    async with asyncio.timeout(2):
+        await hass.async_block_till_done()
+    hass.config_entries.flow.async_abort(flow_id)
+    await wait_for(lambda: not list(storage.glob("*.spotflow.*")))
+    await wait_for(
+        lambda: not any(
+            "spotflow provisioning" in task.get_name() for task in hass._background_tasks
+        )
+    )
+    # Approving now creates nothing.
+    platform.approve(operation)
+    await hass.async_block_till_done()
+    assert hass.config_entries.async_entries(DOMAIN) == []

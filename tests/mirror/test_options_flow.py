@@ -1,0 +1,215 @@
+"""The mirror's options: plain changes just save; a new identity provisions again in the same
+outbox (the backlog is kept); closing the dialog restarts the mirror as it was."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from pathlib import Path
+from typing import Any
+
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import issue_registry as ir
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.crownstone_spotflow.const import DOMAIN
+from custom_components.crownstone_spotflow.mirror.repairs import MirrorIssue, issue_id
+from simulators.spotflow_platform import PlatformSimulator
+
+from .conftest import DEVICE_ID, supervisor_of, wait_for, wait_for_records
+
+
+@pytest.fixture
+def auto_approve() -> bool:
+    """A person approves (or not) in these tests."""
+    return False
+
+
+@pytest.fixture
+async def loaded_entry(
+    hass: HomeAssistant, entry: MockConfigEntry, platform: PlatformSimulator
+) -> AsyncGenerator[MockConfigEntry]:
+    """Return the mirror entry, set up, approved and connected."""
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    platform.approve((await platform.wait_for_operation()).id)
+    await wait_connected(entry)
+    return entry
+
+
+async def wait_connected(entry: MockConfigEntry, device_id: str = DEVICE_ID) -> None:
+    """Wait until the (maybe reloaded) mirror is connected under a device id."""
+
+    def connected() -> bool:
+        if entry.state is not ConfigEntryState.LOADED:
+            return False
+        client = supervisor_of(entry).client
+        return client is not None and client.connected and client.device_id == device_id
+
+    await wait_for(connected)
+
+
+def form_input(platform: PlatformSimulator, **changes: Any) -> dict[str, Any]:
+    """Return what a person enters in the options (the stored token kept)."""
+    return {
+        "enabled": True,
+        "provisioning_token": "",
+        "device_id": DEVICE_ID,
+        "instance": platform.instance,
+        "compression": "fastest",
+        "include_attributes": True,
+        "entities": {},
+        "advanced": {"ca_certificate": platform.ca_file.read_text()},
+        **changes,
+    }
+
+
+async def provision(
+    hass: HomeAssistant, platform: PlatformSimulator, entry: MockConfigEntry, **changes: Any
+) -> tuple[str, str]:
+    """Submit a new identity; the first progress step carries the code. Return flow, operation."""
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], form_input(platform, **changes)
+    )
+    assert result["type"] is FlowResultType.SHOW_PROGRESS
+    assert result["progress_action"] == "wait_for_approval"
+    operation = await platform.wait_for_operation()
+    assert result["description_placeholders"]["verification_code"] == (operation.verification_code)
+    return result["flow_id"], operation.id
+
+
+async def finish(hass: HomeAssistant, flow_id: str) -> dict[str, Any]:
+    """Wait until the progress step ends, then take the next step as the frontend does."""
+    await wait_for(
+        lambda: not any(
+            flow["flow_id"] == flow_id and flow["step_id"] == "provision"
+            for flow in hass.config_entries.options.async_progress()
+        )
+    )
+    return dict(await hass.config_entries.options.async_configure(flow_id))
+
+
+async def test_plain_changes_and_disable_without_provisioning(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, platform: PlatformSimulator
+) -> None:
+    """Only the identity provisions; filter, stream and compression changes just save."""
+    outbox = loaded_entry.options["outbox"]
+    result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
+    assert result["description_placeholders"] == {"platform_settings": "{}"}
+    # The stored token stays out of the form; the CA can be given as a path.
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        form_input(
+            platform,
+            stream="states",
+            compression="smallest_size",
+            entities={"exclude_entity_globs": ["sensor.*_debug"]},
+            advanced={"ca_certificate": str(platform.ca_file)},
+        ),
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    stored = loaded_entry.options
+    assert stored["outbox"] == outbox
+    assert stored["stream"] == "states"
+    assert stored["compression"] == "smallest_size"
+    assert stored["entity_filter"]["exclude_entity_globs"] == ["sensor.*_debug"]
+    assert platform.pending_operations() == []
+    await wait_connected(loaded_entry)
+
+    result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], form_input(platform, entities={"include_domains": ["Light!"]})
+    )
+    assert result["errors"] == {"base": "invalid_domain"}
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], form_input(platform, enabled=False)
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    stored = loaded_entry.options
+    assert stored["enabled"] is False
+    # Kept, so enabling again needs no new approval.
+    assert stored["outbox"] == outbox
+    assert stored["provisioning_token"] == platform.provisioning_token
+    await wait_for(lambda: loaded_entry.state is ConfigEntryState.LOADED)
+    await hass.async_block_till_done()
+    assert loaded_entry.runtime_data.supervisor is None
+
+
+async def test_new_token_keeps_the_backlog(
+    hass: HomeAssistant,
+    loaded_entry: MockConfigEntry,
+    platform: PlatformSimulator,
+    tmp_path: Path,
+) -> None:
+    """Entering a new provisioning token and device id provisions again in the same outbox: the
+    records waiting from an outage are delivered afterwards, once each."""
+    supervisor = supervisor_of(loaded_entry)
+    await platform.stop_broker()
+    await wait_for(lambda: not supervisor.client.connected)
+    for value in range(20):
+        hass.states.async_set("light.lamp", str(value))
+    await wait_for(lambda: supervisor.client.stats.backlog_records >= 20)
+
+    # The workspace now accepts only another token (same data, same address).
+    await platform.stop()
+    rotated = PlatformSimulator(
+        tmp_path / "platform",
+        api_port=int(platform.instance.rpartition(":")[2]),
+        provisioning_token="rotated-token",
+    )
+    await rotated.start()
+    try:
+        flow_id, operation = await provision(
+            hass, rotated, loaded_entry, provisioning_token="rotated-token", device_id="ha-flow"
+        )
+        rotated.approve(operation)
+        assert (await finish(hass, flow_id))["type"] is FlowResultType.CREATE_ENTRY
+        assert loaded_entry.options["device_id"] == "ha-flow"
+        await wait_connected(loaded_entry, "ha-flow")
+        found = await wait_for_records(rotated, lambda found: len(found) >= 21, device_id="ha-flow")
+        changes = [r["state"] for r in found if r["entity_id"] == "light.lamp"]
+        assert changes[:20] == [str(value) for value in range(20)]
+        assert found[-1]["snapshot"] is True
+        assert rotated.pending_operations() == []
+    finally:
+        await hass.config_entries.async_unload(loaded_entry.entry_id)
+        await rotated.stop()
+
+
+async def test_closing_the_dialog_restarts_the_mirror_as_it_was(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, platform: PlatformSimulator
+) -> None:
+    """Closing the dialog while a new identity waits for approval stops asking the platform;
+    the mirror starts again from its outbox, which stays."""
+    options = dict(loaded_entry.options)
+    flow_id, _ = await provision(hass, platform, loaded_entry, device_id="ha-other")
+    hass.config_entries.options.async_abort(flow_id)
+    await wait_connected(loaded_entry)
+    assert loaded_entry.options == options
+    assert Path(hass.config.path(".storage"), options["outbox"]).exists()
+
+
+async def test_submitting_again_restarts_a_stopped_mirror(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, platform: PlatformSimulator
+) -> None:
+    """After a cancelled approval at runtime, submitting the unchanged options starts again,
+    as the repair says."""
+    supervisor = supervisor_of(loaded_entry)
+    platform.revoke_registration(DEVICE_ID)
+    platform.cancel((await platform.wait_for_operation()).id)
+    cancelled = issue_id(loaded_entry.entry_id, MirrorIssue.PROVISIONING_CANCELLED)
+    await wait_for(lambda: ir.async_get(hass).async_get_issue(DOMAIN, cancelled) is not None)
+    assert supervisor.client is None
+
+    options = dict(loaded_entry.options)
+    result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], form_input(platform, compression="uncompressed")
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert loaded_entry.options["outbox"] == options["outbox"]
+    platform.approve((await platform.wait_for_operation()).id)
+    await wait_connected(loaded_entry)
+    assert ir.async_get(hass).async_get_issue(DOMAIN, cancelled) is None
