@@ -245,7 +245,8 @@ async def test_closing_the_dialog_stops_at_once(
     operation = await submit(hass, platform, flow_id, mirror_input(platform))
     storage = Path(hass.config.path(".storage"))
     assert list(storage.glob("*.spotflow.db"))
-    async with asyncio.timeout(2):
+    # A guard, not a wait: a dialog holding Home Assistant up would block until approval.
+    async with asyncio.timeout(30):
         await hass.async_block_till_done()
     hass.config_entries.flow.async_abort(flow_id)
     await wait_for(lambda: not list(storage.glob("*.spotflow.*")))
