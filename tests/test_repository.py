@@ -29,6 +29,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 import pytest
 
+from tests.flow_modules import flow_modules
+
 ROOT = Path(__file__).parent.parent
 DOMAIN = "crownstone_spotflow"
 PACKAGE = ROOT / "custom_components" / DOMAIN
@@ -643,27 +645,31 @@ def test_icons() -> None:
 
 # --- quality_scale.yaml -------------------------------------------------------------------
 
-RULES = {
-    # Bronze
-    "action-setup", "appropriate-polling", "brands", "common-modules", "config-flow",
-    "config-flow-test-coverage", "dependency-transparency", "docs-actions", "docs-conditions",
-    "docs-triggers", "docs-high-level-description", "docs-installation-instructions",
-    "docs-removal-instructions", "entity-event-setup", "entity-unique-id", "has-entity-name",
-    "runtime-data", "test-before-configure", "test-before-setup", "unique-config-entry",
-    # Silver
-    "action-exceptions", "config-entry-unloading", "docs-configuration-parameters",
-    "docs-installation-parameters", "entity-unavailable", "integration-owner",
-    "log-when-unavailable", "parallel-updates", "reauthentication-flow", "test-coverage",
-    # Gold
-    "devices", "diagnostics", "discovery", "discovery-update-info", "docs-data-update",
-    "docs-examples", "docs-known-limitations", "docs-supported-devices",
-    "docs-supported-functions", "docs-troubleshooting", "docs-use-cases", "dynamic-devices",
-    "entity-category", "entity-device-class", "entity-disabled-by-default",
-    "entity-translations", "exception-translations", "icon-translations",
-    "reconfiguration-flow", "repair-issues", "stale-devices",
-    # Platinum
-    "async-dependency", "inject-websession", "strict-typing",
+TIERS: dict[str, set[str]] = {
+    "bronze": {
+        "action-setup", "appropriate-polling", "brands", "common-modules", "config-flow",
+        "config-flow-test-coverage", "dependency-transparency", "docs-actions",
+        "docs-conditions", "docs-triggers", "docs-high-level-description",
+        "docs-installation-instructions", "docs-removal-instructions", "entity-event-setup",
+        "entity-unique-id", "has-entity-name", "runtime-data", "test-before-configure",
+        "test-before-setup", "unique-config-entry",
+    },
+    "silver": {
+        "action-exceptions", "config-entry-unloading", "docs-configuration-parameters",
+        "docs-installation-parameters", "entity-unavailable", "integration-owner",
+        "log-when-unavailable", "parallel-updates", "reauthentication-flow", "test-coverage",
+    },
+    "gold": {
+        "devices", "diagnostics", "discovery", "discovery-update-info", "docs-data-update",
+        "docs-examples", "docs-known-limitations", "docs-supported-devices",
+        "docs-supported-functions", "docs-troubleshooting", "docs-use-cases", "dynamic-devices",
+        "entity-category", "entity-device-class", "entity-disabled-by-default",
+        "entity-translations", "exception-translations", "icon-translations",
+        "reconfiguration-flow", "repair-issues", "stale-devices",
+    },
+    "platinum": {"async-dependency", "inject-websession", "strict-typing"},
 }  # fmt: skip
+RULES = set().union(*TIERS.values())
 
 
 def _quality_scale() -> dict[str, Any]:
@@ -745,7 +751,7 @@ def _check_brands() -> list[str]:
 
 
 def _check_strict_typing() -> list[str]:
-    problems = [
+    problems = _check_typed_requirements() + [
         f"{library}/py.typed is missing"
         for library in LIBRARIES
         if not (PACKAGE / library / "py.typed").is_file()
@@ -789,8 +795,50 @@ def _check_inject_websession() -> list[str]:
 
 
 def _check_runtime_data() -> list[str]:
+    """Typed runtime data, and nothing of ours in `hass.data` (Home Assistant's own validator)."""
     problems = [] if _found(r"type \w+ = ConfigEntry\[") else ["no `type X = ConfigEntry[...]`"]
-    return problems + ([] if _found(r"\.runtime_data\b") else ["runtime_data unused"])
+    problems += [] if _found(r"\.runtime_data\b") else ["runtime_data unused"]
+    for stem, tree in _integration_modules().items():
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr == "data"
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "hass"
+            ):
+                problems.append(f"{stem}.py:{node.lineno} keeps something in hass.data")
+            if isinstance(node, ast.FunctionDef) and node.name == "async_get_options_flow":
+                annotation = node.args.args[0].annotation if node.args.args else None
+                if annotation is None or ast.unparse(annotation) == "ConfigEntry":
+                    problems.append(f"{stem}.py: async_get_options_flow takes an untyped entry")
+    return problems
+
+
+def _check_flow_coverage() -> list[str]:
+    """Every flow module, error paths included, is held to 100 % by scripts/test."""
+    flow_classes = {
+        stem
+        for stem, tree in _integration_modules().items()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+        and any(ast.unparse(base).endswith(("ConfigFlow", "OptionsFlow")) for base in node.bases)
+    }
+    gated = {".".join(path.relative_to(PACKAGE).with_suffix("").parts) for path in flow_modules()}
+    problems = [f"{stem}.py has a flow but is not gated" for stem in sorted(flow_classes - gated)]
+    script = (ROOT / "scripts" / "test").read_text(encoding="utf-8")
+    if "tests.flow_modules" not in script or "--fail-under=100" not in script:
+        problems.append("scripts/test does not hold the flow modules to 100 %")
+    return problems
+
+
+def _check_typed_requirements() -> list[str]:
+    """Every requirement ships type information (py.typed), as the strict-typing rule asks."""
+    problems = []
+    for name in _requirements(_json(PACKAGE / "manifest.json")["requirements"]):
+        files = importlib.metadata.files(name) or []
+        if not any(str(file).endswith(("py.typed", ".pyi")) for file in files):
+            problems.append(f"requirement {name} ships no type information")
+    return problems
 
 
 def _files(*names: str) -> Callable[[], list[str]]:
@@ -807,7 +855,7 @@ RULE_CHECKS: dict[str, Callable[[], list[str]]] = {
     "common-modules": _files("coordinator.py", "entity.py"),
     "config-entry-unloading": _needs(r"def async_unload_entry", "no async_unload_entry"),
     "config-flow": _files("config_flow.py"),
-    "config-flow-test-coverage": _tests("test_config_flow*.py"),
+    "config-flow-test-coverage": _check_flow_coverage,
     "devices": _needs(r"DeviceInfo\(", "no DeviceInfo"),
     "diagnostics": _check_diagnostics,
     "entity-disabled-by-default": _needs(
@@ -838,6 +886,23 @@ RULE_CHECKS: dict[str, Callable[[], list[str]]] = {
         r"_abort_if_unique_id_configured\(|_async_abort_entries_match\(", "no duplicate abort"
     ),
 }
+
+
+def test_manifest_claims_only_a_tier_it_meets() -> None:
+    """The manifest's quality scale, if it names one, is met rule by rule (done or exempt)."""
+    claimed = _json(PACKAGE / "manifest.json").get("quality_scale")
+    if claimed is None:
+        return
+    tiers = list(TIERS)
+    assert claimed in tiers, claimed
+    rules = _quality_scale()
+    unmet = sorted(
+        rule
+        for tier in tiers[: tiers.index(claimed) + 1]
+        for rule in TIERS[tier]
+        if _status(rules[rule]) == "todo"
+    )
+    assert not unmet, f"manifest claims {claimed}, but these are todo: {unmet}"
 
 
 def test_rule_checks_are_known_rules() -> None:

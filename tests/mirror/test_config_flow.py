@@ -13,8 +13,11 @@ from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.crownstone_spotflow.config_flow import CrownstoneConfigFlow
 from custom_components.crownstone_spotflow.const import DOMAIN
+from custom_components.crownstone_spotflow.mirror.form import _read_ca_certificate
 from custom_components.crownstone_spotflow.mirror.settings import MIRROR_DATA
 from simulators.spotflow_platform import PlatformSimulator
 
@@ -259,3 +262,67 @@ async def test_closing_the_dialog_stops_at_once(
     platform.approve(operation)
     await hass.async_block_till_done()
     assert hass.config_entries.async_entries(DOMAIN) == []
+
+
+async def test_platform_slow_to_give_a_code(
+    hass: HomeAssistant, platform: PlatformSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A platform that takes longer than the wait for the code gets a progress step without
+    one; the code follows as soon as it is known."""
+    monkeypatch.setattr("custom_components.crownstone_spotflow.mirror.config_flow.CODE_WAIT", 0)
+    flow_id = await start(hass)
+    result = await hass.config_entries.flow.async_configure(flow_id, mirror_input(platform))
+    assert result["type"] is FlowResultType.SHOW_PROGRESS
+    assert result["progress_action"] == "start_provisioning"
+    operation = await platform.wait_for_operation()
+    # What the frontend does when the progress task ends: it reads the flow again.
+    async with asyncio.timeout(10):
+        while result["progress_action"] != "wait_for_approval":
+            await hass.async_block_till_done()
+            result = await hass.config_entries.flow.async_configure(flow_id)
+    assert result["description_placeholders"]["verification_code"] == (operation.verification_code)
+    platform.approve(operation.id)
+    assert (await outcome(hass, flow_id))["type"] is FlowResultType.CREATE_ENTRY
+    entry = hass.config_entries.async_entries(DOMAIN)[0]
+    await hass.async_block_till_done()
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_outbox_that_cannot_be_written(
+    hass: HomeAssistant, platform: PlatformSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failure no form field explains (here the outbox cannot be created) is reported on the
+    form and logged; submitting again once it is fixed works."""
+    flow_id = await start(hass)
+    storage = Path(hass.config.path(".storage"))
+    storage.mkdir(exist_ok=True)
+    blocked = storage.with_name(".storage-moved")
+    storage.rename(blocked)
+    storage.write_text("not a folder")
+    try:
+        result = await hass.config_entries.flow.async_configure(flow_id, mirror_input(platform))
+    finally:
+        storage.unlink()
+        blocked.rename(storage)
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "cannot_provision"}
+    assert "Provisioning the Spotflow device failed" in caplog.text
+    platform.approve(await submit(hass, platform, flow_id, mirror_input(platform)))
+    assert (await outcome(hass, flow_id))["type"] is FlowResultType.CREATE_ENTRY
+    entry = hass.config_entries.async_entries(DOMAIN)[0]
+    await hass.async_block_till_done()
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+def test_ca_certificate_that_is_not_one() -> None:
+    """PEM-looking text that is no certificate is refused like an unreadable file."""
+    with pytest.raises(ValueError, match="not a PEM CA certificate"):
+        _read_ca_certificate("-----BEGIN CERTIFICATE-----\nnonsense\n-----END CERTIFICATE-----")
+
+
+def test_only_the_mirror_has_options(hass: HomeAssistant) -> None:
+    """Crownstone accounts have nothing to configure; the mirror has its options."""
+    account = MockConfigEntry(domain=DOMAIN, data={"email": "a@b.c"})
+    mirror = MockConfigEntry(domain=DOMAIN, data=MIRROR_DATA)
+    assert not CrownstoneConfigFlow.async_supports_options_flow(account)
+    assert CrownstoneConfigFlow.async_supports_options_flow(mirror)

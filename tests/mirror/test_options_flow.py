@@ -3,6 +3,7 @@ outbox (the backlog is kept); closing the dialog restarts the mirror as it was."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,7 @@ async def test_plain_changes_and_disable_without_provisioning(
     """Only the identity provisions; filter, stream and compression changes just save."""
     outbox = loaded_entry.options["outbox"]
     result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
-    assert result["description_placeholders"] == {"platform_settings": "{}"}
+    assert result["description_placeholders"] == {"platform_settings": "none"}
     # The stored token stays out of the form; the CA can be given as a path.
     result = await hass.config_entries.options.async_configure(
         result["flow_id"],
@@ -213,3 +214,125 @@ async def test_submitting_again_restarts_a_stopped_mirror(
     platform.approve((await platform.wait_for_operation()).id)
     await wait_connected(loaded_entry)
     assert ir.async_get(hass).async_get_issue(DOMAIN, cancelled) is None
+
+
+async def test_unchanged_options_change_nothing(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, platform: PlatformSimulator
+) -> None:
+    """Submitting the options as they are keeps the running mirror: no reload, no approval."""
+
+    async def submit_the_form_as_it_is() -> None:
+        result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
+        result = await hass.config_entries.options.async_configure(
+            result["flow_id"], form_input(platform)
+        )
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+        await hass.async_block_till_done()
+
+    # The first time writes the form's own shape of the options (an empty filter spelled out).
+    await submit_the_form_as_it_is()
+    await wait_connected(loaded_entry)
+    supervisor = supervisor_of(loaded_entry)
+    options = dict(loaded_entry.options)
+
+    await submit_the_form_as_it_is()
+    assert dict(loaded_entry.options) == options
+    assert supervisor_of(loaded_entry) is supervisor
+    assert platform.pending_operations() == []
+
+
+async def test_refused_token_then_recover(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, platform: PlatformSimulator
+) -> None:
+    """A token the platform refuses is a form error at once (and is not kept in the form);
+    the right one provisions."""
+    result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], form_input(platform, provisioning_token="nope", device_id="ha-other")
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"provisioning_token": "invalid_provisioning_token"}
+    suggested = {
+        str(key.schema): key.description["suggested_value"]
+        for key in result["data_schema"].schema
+        if key.description and "suggested_value" in key.description
+    }
+    assert suggested.get("provisioning_token") in (None, "")
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        form_input(platform, provisioning_token=platform.provisioning_token, device_id="ha-other"),
+    )
+    assert result["type"] is FlowResultType.SHOW_PROGRESS
+    platform.approve((await platform.wait_for_operation()).id)
+    assert (await finish(hass, result["flow_id"]))["type"] is (FlowResultType.CREATE_ENTRY)
+    await wait_connected(loaded_entry, "ha-other")
+
+
+async def test_cancelled_approval_returns_to_the_form(
+    hass: HomeAssistant, loaded_entry: MockConfigEntry, platform: PlatformSimulator
+) -> None:
+    """A request cancelled in the portal is an error on the form; closing the dialog then
+    restarts the mirror as it was."""
+    options = dict(loaded_entry.options)
+    flow_id, operation = await provision(hass, platform, loaded_entry, device_id="ha-other")
+    platform.cancel(operation)
+    result = await finish(hass, flow_id)
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "provisioning_cancelled"}
+    hass.config_entries.options.async_abort(flow_id)
+    await wait_connected(loaded_entry)
+    assert loaded_entry.options == options
+
+
+async def test_platform_slow_to_give_a_code(
+    hass: HomeAssistant,
+    loaded_entry: MockConfigEntry,
+    platform: PlatformSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without a code within the wait, the progress step says it is asking; the code follows."""
+    monkeypatch.setattr("custom_components.crownstone_spotflow.mirror.options_flow.CODE_WAIT", 0)
+    result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
+    flow_id = result["flow_id"]
+    result = await hass.config_entries.options.async_configure(
+        flow_id, form_input(platform, device_id="ha-other")
+    )
+    assert result["type"] is FlowResultType.SHOW_PROGRESS
+    assert result["progress_action"] == "start_provisioning"
+    operation = await platform.wait_for_operation()
+    async with asyncio.timeout(10):
+        while result["progress_action"] != "wait_for_approval":
+            await hass.async_block_till_done()
+            result = await hass.config_entries.options.async_configure(flow_id)
+    assert result["description_placeholders"]["verification_code"] == (operation.verification_code)
+    platform.approve(operation.id)
+    assert (await finish(hass, flow_id))["type"] is FlowResultType.CREATE_ENTRY
+    await wait_connected(loaded_entry, "ha-other")
+
+
+async def test_outbox_that_cannot_be_written(
+    hass: HomeAssistant,
+    loaded_entry: MockConfigEntry,
+    platform: PlatformSimulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A failure no form field explains is reported on the form and logged."""
+    options = dict(loaded_entry.options)
+    result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
+    storage = Path(hass.config.path(".storage"))
+    blocked = storage.with_name(".storage-moved")
+    storage.rename(blocked)
+    storage.write_text("not a folder")
+    try:
+        result = await hass.config_entries.options.async_configure(
+            result["flow_id"], form_input(platform, device_id="ha-other")
+        )
+    finally:
+        storage.unlink()
+        blocked.rename(storage)
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "cannot_provision"}
+    assert "Provisioning the Spotflow device failed" in caplog.text
+    hass.config_entries.options.async_abort(result["flow_id"])
+    await wait_connected(loaded_entry)
+    assert loaded_entry.options == options

@@ -87,9 +87,11 @@ class MirrorConfigFlowSteps(ConfigFlow):
             if self._mirror_progress_shown:
                 self._mirror_progress_shown = False
                 return self.async_show_progress_done(next_step_id=next_step)
-            if next_step == "mirror_finish":
-                return await self.async_step_mirror_finish()
-            return await self.async_step_mirror()
+            return await (
+                self.async_step_mirror_finish()
+                if next_step == "mirror_finish"
+                else self.async_step_mirror()
+            )
         self._mirror_progress_shown = True
         waiter = self.hass.async_create_background_task(
             provisioning.async_wait_for_news(), f"{self.handler} spotflow provisioning progress"

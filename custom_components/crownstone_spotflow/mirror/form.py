@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
+import json
 from pathlib import Path
 import re
 import ssl
@@ -189,3 +191,10 @@ def options_schema(hass: HomeAssistant) -> vol.Schema:
             vol.Required(SECTION_ADVANCED): _advanced_section(),
         }
     )
+
+
+def describe_desired(values: Mapping[str, Any]) -> str:
+    """Say in the options dialog what the platform sets through desired properties."""
+    if not values:
+        return "none"
+    return ", ".join(f"`{key}` = `{json.dumps(value)}`" for key, value in sorted(values.items()))

@@ -7,7 +7,6 @@ records waiting in it are delivered afterwards. Everything else is saved at once
 from __future__ import annotations
 
 from dataclasses import replace
-import json
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.config_entries import ConfigFlowResult, OptionsFlow
@@ -19,6 +18,7 @@ from .form import (
     CONF_ENABLED,
     CONF_PROVISIONING_TOKEN,
     async_validate,
+    describe_desired,
     options_schema,
     suggested_values,
 )
@@ -60,12 +60,16 @@ class MirrorOptionsFlow(OptionsFlow):
         self._provisioning: Provisioning | None = None
         self._progress_shown = False
         self._saved = False
+        # Set once an attempt stopped the mirror: closing the dialog must start it again.
+        self._mirror_stopped = False
 
     @property
     def _supervisor(self) -> MirrorSupervisor | None:
         """Return the running supervisor of the mirror entry, if mirroring is on."""
         entry: MirrorConfigEntry = self.config_entry
-        return entry.runtime_data.supervisor
+        # An entry that is not loaded (its setup failed, or it is reloading) has no runtime data.
+        runtime = getattr(entry, "runtime_data", None)
+        return runtime.supervisor if runtime is not None else None
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Show the settings; save them, or provision a device with them first."""
@@ -91,7 +95,7 @@ class MirrorOptionsFlow(OptionsFlow):
             data_schema=self.add_suggested_values_to_schema(options_schema(self.hass), suggested),
             errors=self._errors,
             description_placeholders={
-                "platform_settings": json.dumps(desired.values if desired else {}),
+                "platform_settings": describe_desired(desired.values if desired else {}),
             },
         )
 
@@ -102,6 +106,7 @@ class MirrorOptionsFlow(OptionsFlow):
         assert current.outbox is not None
         self._candidate = candidate
         supervisor = self._supervisor
+        self._mirror_stopped = True
         # One client at a time uses an outbox; the entry reloads when the flow ends.
         self._provisioning = Provisioning(
             self.hass,
@@ -171,10 +176,14 @@ class MirrorOptionsFlow(OptionsFlow):
     @callback
     def async_remove(self) -> None:
         """Stop provisioning when the person closes the flow; the mirror starts as it was."""
-        if self._saved or (provisioning := self._provisioning) is None:
+        if self._saved or not self._mirror_stopped:
+            return
+        entry_id = self.config_entry.entry_id
+        if (provisioning := self._provisioning) is None:
+            # The last attempt already ended (refused, cancelled, failed): nothing to abandon.
+            self.hass.config_entries.async_schedule_reload(entry_id)
             return
         cleanup = provisioning.async_abandon()
-        entry_id = self.config_entry.entry_id
         cleanup.add_done_callback(
             lambda _: self.hass.config_entries.async_schedule_reload(entry_id)
         )

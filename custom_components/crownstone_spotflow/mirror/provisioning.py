@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+import math
 from typing import Final
 
 from homeassistant.core import HomeAssistant, callback
@@ -105,14 +106,12 @@ class Provisioning:
 
     def error(self) -> tuple[str, str] | None:
         """Return the form error of a failed attempt; raise what no form can show."""
-        try:
-            self.task.result()
-        except SpotflowError as err:
-            for error_type, field, error in FORM_ERRORS:
-                if isinstance(err, error_type):
-                    return field, error
-            raise
-        return None
+        if (err := self.task.exception()) is None:
+            return None
+        for error_type, field, error in FORM_ERRORS:
+            if isinstance(err, error_type):
+                return field, error
+        raise err
 
     @callback
     def async_abandon(self) -> asyncio.Task[None]:
@@ -131,10 +130,11 @@ class Provisioning:
     def placeholders(self) -> dict[str, str]:
         """Return what the progress step shows: the device and its verification code."""
         assert self.operation is not None
+        left = self.operation.expiration_time - dt_util.utcnow()
         return {
             "device_id": self.settings.device_id,
             "verification_code": self.operation.verification_code,
-            "expiration_time": dt_util.as_local(self.operation.expiration_time).isoformat(
-                timespec="minutes"
-            ),
+            # A clock time and a duration, not a timestamp: "at 14:32, in 15 minutes".
+            "expiration_time": dt_util.as_local(self.operation.expiration_time).strftime("%H:%M"),
+            "expires_in": str(max(math.ceil(left.total_seconds() / 60), 0)),
         }
