@@ -1,0 +1,191 @@
+"""The published `spotflow-device` SDK runs unchanged against the Spotflow platform simulator.
+
+The SDK runs in a child process (`spotflow_sdk_worker`): its `start()` blocks while provisioning
+waits for approval, and a child can be ended at a deadline. Its broker connection goes to port
+8883 of a loopback address of the simulator's own (see `spotflow_sdk.sdk_platform`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from simulators.spotflow_platform import PlatformSimulator
+
+from .spotflow_sdk import SdkDevice, sdk_platform
+
+pytest.importorskip(
+    "spotflow_device",
+    reason="spotflow-device 2.1.1 has no wheel for this interpreter (abi3 wheels for "
+    "CPython 3.8-3.13 on manylinux_2_34/macOS/Windows only), so this leg cannot run it",
+)
+
+DEVICE = "sdk-device"
+
+
+@pytest.fixture
+async def approving(tmp_path: Path) -> AsyncIterator[PlatformSimulator]:
+    """A platform whose operations wait for the approver."""
+    async with sdk_platform(tmp_path / "platform") as sim:
+        yield sim
+
+
+@pytest.fixture
+async def platform(tmp_path: Path) -> AsyncIterator[PlatformSimulator]:
+    """A platform that approves provisioning at once."""
+    async with sdk_platform(tmp_path / "platform", auto_approve=True) as sim:
+        yield sim
+
+
+@pytest.fixture
+async def device(platform: PlatformSimulator, tmp_path: Path) -> AsyncIterator[SdkDevice]:
+    """The SDK, provisioned, registered and connected."""
+    async with await SdkDevice.start(platform, tmp_path / "device.db") as sdk:
+        await sdk.event("started")
+        yield sdk
+
+
+async def test_provisioning_with_approval_then_a_start_from_the_database(
+    approving: PlatformSimulator, tmp_path: Path
+) -> None:
+    sim = approving
+    db = tmp_path / "device.db"
+    async with await SdkDevice.start(sim, db) as sdk:
+        shown = await sdk.event("provisioning")
+        operation = await sim.wait_for_operation()
+        # What the SDK shows its user is what the approver sees.
+        assert (shown["id"], shown["verification_code"]) == (
+            operation.id,
+            operation.verification_code,
+        )
+        assert operation.device_id == DEVICE
+        sim.approve(operation.id)
+        started = await sdk.event("started")
+        assert (started["device_id"], started["workspace_id"]) == (DEVICE, sim.workspace_id)
+        await sim.wait_for_connection(DEVICE)
+        await sdk.call("send", group="g", stream="s", messages=[_message("first", "b1", "m1")])
+        assert await sdk.call("wait_sent") == 0
+    await sim.wait_for_disconnection(DEVICE)
+
+    # Started again with its database: no provisioning, a new connection, same identity.
+    async with await SdkDevice.start(sim, db) as sdk:
+        started = await sdk.event("started")
+        assert started["device_id"] == DEVICE
+        await sim.wait_for_connection(DEVICE, count=2)
+        await sdk.call("send", group="g", stream="s", messages=[_message("second", "b1", "m2")])
+        assert await sdk.call("wait_sent") == 0
+        assert not [event for event in sdk.events if event["event"] == "provisioning"]
+    assert sim.pending_operations() == []
+    assert [message.payload for message in sim.messages(DEVICE)] == [b"first", b"second"]
+    assert sim.duplicate_count == 0
+
+
+def _message(payload: str, batch: str, message: str, **ids: str) -> dict[str, str]:
+    return {"payload": payload, "batch_id": batch, "message_id": message, **ids}
+
+
+async def test_stream_messages_ids_compressions_and_completions(
+    platform: PlatformSimulator, device: SdkDevice
+) -> None:
+    sim = platform
+    text = "temperature=21.5;" * 200  # compresses well
+    await device.call(
+        "send",
+        group="sensors",
+        stream="plain",
+        messages=[
+            _message("one", "batch-1", "msg-1", batch_slice_id="slice-1"),
+            _message("two", "batch-1", "msg-2", batch_slice_id="slice-1", chunk_id="chunk-1"),
+            _message("three", "batch-1", "msg-2", batch_slice_id="slice-2", chunk_id="chunk-2"),
+        ],
+    )
+    await device.call("complete_message", group="sensors", stream="plain", **_ids("batch-1", "msg-2"))
+    await device.call("complete_batch", group="sensors", stream="plain", batch_id="batch-1")
+    for compression in ("FASTEST", "SMALLEST_SIZE"):
+        await device.call(
+            "send",
+            group="sensors",
+            stream=compression.lower(),
+            compression=compression,
+            messages=[_message(text, "batch-2", "big"), _message("x", "batch-2", "tiny")],
+        )
+    # send_message blocks until the message is in the SDK's database, like enqueue_message.
+    await device.call(
+        "send", group="sensors", stream="plain", enqueue=False, messages=[_message("b", "b3", "m")]
+    )
+    assert await device.call("wait_sent") == 0
+
+    stored = {(m.stream, m.batch_id, m.message_id, m.chunk_id): m for m in sim.messages(DEVICE)}
+    assert len(stored) == 8
+    assert stored["plain", "batch-1", "msg-1", None].batch_slice_id == "slice-1"
+    assert stored["plain", "batch-1", "msg-2", "chunk-1"].payload == b"two"
+    assert stored["plain", "batch-1", "msg-2", "chunk-2"].batch_slice_id == "slice-2"
+    for stream in ("fastest", "smallest_size"):
+        big = stored[stream, "batch-2", "big", None]
+        # Brotli on the wire, stored decoded; a payload that would not shrink goes uncompressed.
+        assert (big.payload.decode(), big.compressed) == (text, True)
+        assert (stored[stream, "batch-2", "tiny", None].compressed) is False
+        assert big.stream_group == "sensors"
+    assert sorted(sim.completions) == [
+        ("batch", DEVICE, "sensors", "plain", "batch-1"),
+        ("message", DEVICE, "sensors", "plain", "batch-1", "msg-2"),
+    ]
+    assert (sim.duplicate_count, sim.dead_letters) == (0, [])
+
+
+def _ids(batch: str, message: str) -> dict[str, str]:
+    return {"batch_id": batch, "message_id": message}
+
+
+async def test_reported_properties_land_in_the_twin_20_times_in_a_row(
+    platform: PlatformSimulator, device: SdkDevice
+) -> None:
+    """Each round: a burst of messages, all sent, then a reported-properties patch."""
+    sim = platform
+    for round_ in range(20):
+        await device.call(
+            "send_many", group="g", stream="s", count=20, size=64, batch_id="b", prefix=f"{round_}-"
+        )
+        assert await device.call("wait_sent") == 0
+        await device.call("report", properties={"round": round_, "state": {"ok": True}})
+        reported = await sim.wait_until(
+            lambda r=round_: (twin := sim.reported(DEVICE)).get("round") == r and twin,
+            what=f"round {round_} in the reported properties",
+        )
+        assert reported == {"round": round_, "state": {"ok": True}, "$version": round_ + 2}
+        assert await device.call("wait_reported") is True  # the SDK saw the hub's 204
+    assert (sim.message_count, sim.duplicate_count) == (400, 0)
+    assert not device.logged("Updating reported properties failed")
+
+
+async def test_a_desired_patch_reaches_the_sdk(
+    platform: PlatformSimulator, device: SdkDevice
+) -> None:
+    sim = platform
+    initial = await device.call("desired")
+    assert initial == {"version": 1, "values": {}}
+    version = sim.set_desired(DEVICE, {"interval": 30, "mode": {"fast": True}})
+    pushed = await device.event("desired", after=_after_first_desired(device))
+    assert (pushed["version"], pushed["values"]) == (version, {"interval": 30, "mode": {"fast": True}})
+    assert await device.call("desired") == {
+        "version": version,
+        "values": {"interval": 30, "mode": {"fast": True}},
+    }
+    assert await device.call("desired_if_newer", version=version) is None
+    version = sim.set_desired(DEVICE, {"mode": None})  # a merge patch removes with null
+    pushed = await device.event("desired", after=device.events.index(pushed) + 1)
+    assert (pushed["version"], pushed["values"]) == (version, {"interval": 30})
+    assert await device.call("desired_if_newer", version=1) == {
+        "version": version,
+        "values": {"interval": 30},
+    }
+
+
+def _after_first_desired(device: SdkDevice) -> int:
+    """Index after the callback of the initial twin (version 1), if the SDK made one."""
+    for index, event in enumerate(device.events):
+        if event["event"] == "desired" and event["version"] == 1:
+            return index + 1
+    return 0
