@@ -96,12 +96,13 @@ class SdkDevice:
         self.events.append({"event": "exited"})
         self._changed.set()
 
-    async def event(self, kind: str, after: int = 0) -> dict[str, Any]:
-        """Return the first event of `kind` from index `after` on, waiting for it."""
+    async def event(self, kind: str, after: int = 0, containing: str = "") -> dict[str, Any]:
+        """Return the first event of `kind` from index `after` on (a log message `containing`
+        a fragment), waiting for it."""
         async with asyncio.timeout(DEADLINE):
             while True:
                 for message in self.events[after:]:
-                    if message["event"] == kind:
+                    if message["event"] == kind and containing in message.get("message", ""):
                         return message
                     if message["event"] == "exited" and kind != "exited":
                         raise AssertionError(f"the SDK worker ended before {kind!r}")

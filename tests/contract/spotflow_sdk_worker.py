@@ -67,7 +67,11 @@ class Worker:
         self.senders: dict[tuple[str | None, str | None, str], StreamSender] = {}
 
     def sender(self, command: dict[str, Any]) -> StreamSender:
-        key = (command.get("group"), command.get("stream"), command.get("compression", "UNCOMPRESSED"))
+        key = (
+            command.get("group"),
+            command.get("stream"),
+            command.get("compression", "UNCOMPRESSED"),
+        )
         if key not in self.senders:
             self.senders[key] = self.client.create_stream_sender(
                 key[0], key[1], getattr(Compression, key[2])

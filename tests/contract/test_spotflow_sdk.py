@@ -101,7 +101,9 @@ async def test_stream_messages_ids_compressions_and_completions(
             _message("three", "batch-1", "msg-2", batch_slice_id="slice-2", chunk_id="chunk-2"),
         ],
     )
-    await device.call("complete_message", group="sensors", stream="plain", **_ids("batch-1", "msg-2"))
+    await device.call(
+        "complete_message", group="sensors", stream="plain", **_ids("batch-1", "msg-2")
+    )
     await device.call("complete_batch", group="sensors", stream="plain", batch_id="batch-1")
     for compression in ("FASTEST", "SMALLEST_SIZE"):
         await device.call(
@@ -168,7 +170,10 @@ async def test_a_desired_patch_reaches_the_sdk(
     assert initial == {"version": 1, "values": {}}
     version = sim.set_desired(DEVICE, {"interval": 30, "mode": {"fast": True}})
     pushed = await device.event("desired", after=_after_first_desired(device))
-    assert (pushed["version"], pushed["values"]) == (version, {"interval": 30, "mode": {"fast": True}})
+    assert (pushed["version"], pushed["values"]) == (
+        version,
+        {"interval": 30, "mode": {"fast": True}},
+    )
     assert await device.call("desired") == {
         "version": version,
         "values": {"interval": 30, "mode": {"fast": True}},
@@ -189,3 +194,39 @@ def _after_first_desired(device: SdkDevice) -> int:
         if event["event"] == "desired" and event["version"] == 1:
             return index + 1
     return 0
+
+
+async def test_the_sdk_drops_a_report_made_behind_ten_waiting_messages(
+    platform: PlatformSimulator, device: SdkDevice
+) -> None:
+    """The SDK's own fault, pinned: not the simulator's, and the real hub cannot help it.
+
+    The SDK hands every MQTT request to its client through a queue of 10 (`AsyncClient::new(
+    options, 10)`), with one message in flight at a time (`set_inflight(1)`). Its sender awaits
+    room in that queue, but its twin task only *tries* to enqueue a reported-properties patch
+    (`try_publish`); on a full queue it logs the error and never retries in this run (the patch
+    stays pending in its database). So a report made while 10 or more stream messages wait is
+    never published. Here the broker is down, so the queue fills for sure; during a burst it is
+    full whenever the sender is 10 messages behind, which is most of a burst with any broker.
+    """
+    sim = platform
+    await sim.stop_broker()
+    await sim.wait_for_disconnection(DEVICE)
+    await device.call(
+        "send_many", group="g", stream="s", count=30, size=64, batch_id="b", prefix=""
+    )
+    await device.call("report", properties={"dropped": True})
+    failure = await device.event("log", containing="Updating reported properties failed")
+    assert "sending into a full channel" in failure["message"]
+
+    await sim.start_broker()
+    assert await device.call("wait_sent") == 0  # the messages all arrive after the reconnection
+    await device.call("report", properties={"later": True})
+    # Patches go out in order from one task: had the first one been published, the hub would
+    # have applied it before the second.
+    reported = await sim.wait_until(
+        lambda: (twin := sim.reported(DEVICE)).get("later") and twin, what="the second report"
+    )
+    assert reported == {"later": True, "$version": 2}
+    assert await device.call("pending_reported") is True  # the first one is still pending
+    assert (sim.message_count, sim.duplicate_count) == (30, 0)
