@@ -1,16 +1,12 @@
-"""The test side of `spotflow_sdk_worker`: a Spotflow platform simulator the published SDK can
-reach, and the SDK in a child process driven by JSON lines."""
+"""The test side of `spotflow_sdk_worker`: the published SDK in a child process, driven by JSON
+lines, against a simulator from `platform_for_published_sdk`."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-import errno
 import json
 import os
 from pathlib import Path
-import random
 import sys
 from typing import Any
 
@@ -20,33 +16,6 @@ REPO = Path(__file__).resolve().parents[2]
 # A deadline for anything the SDK is asked to do: a safety net against a hung child, never a
 # way to wait for something (every wait below ends on the awaited line or state).
 DEADLINE = 60.0
-# The published SDK connects to port 8883 of the hub's host name, whatever the host name says
-# (`MqttOptions::new(device_id, iot_hub_host_name, 8883)`), so the simulator's broker listens on
-# 8883 of a loopback address of its own (Linux routes all of 127.0.0.0/8 to the loopback
-# interface); 127.0.0.1:8883 stays free for the development instance.
-SDK_MQTT_PORT = 8883
-
-
-@asynccontextmanager
-async def sdk_platform(data_dir: Path, **options: Any) -> AsyncIterator[PlatformSimulator]:
-    """A started simulator on 8883 of a random 127.x.y.z address (not 127.0.0.1)."""
-    rng = random.Random()
-    for _ in range(20):
-        host = f"127.{rng.randint(1, 254)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
-        sim = PlatformSimulator(data_dir, host=host, mqtt_port=SDK_MQTT_PORT, **options)
-        try:
-            await sim.start()
-        except OSError as err:
-            if err.errno == errno.EADDRINUSE:
-                continue  # another test took this address: pick another
-            raise
-        break
-    else:
-        raise RuntimeError("no free loopback address for port 8883")
-    try:
-        yield sim
-    finally:
-        await sim.stop()
 
 
 class SdkDevice:

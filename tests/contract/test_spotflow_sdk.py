@@ -2,7 +2,7 @@
 
 The SDK runs in a child process (`spotflow_sdk_worker`): its `start()` blocks while provisioning
 waits for approval, and a child can be ended at a deadline. Its broker connection goes to port
-8883 of a loopback address of the simulator's own (see `spotflow_sdk.sdk_platform`).
+8883 of a loopback address of the simulator's own (see `platform_for_published_sdk`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from simulators.spotflow_platform import PlatformSimulator
+from simulators.spotflow_platform import PlatformSimulator, platform_for_published_sdk
 
-from .spotflow_sdk import SdkDevice, sdk_platform
+from .spotflow_sdk import SdkDevice
 
 pytest.importorskip(
     "spotflow_device",
@@ -28,14 +28,14 @@ DEVICE = "sdk-device"
 @pytest.fixture
 async def approving(tmp_path: Path) -> AsyncIterator[PlatformSimulator]:
     """A platform whose operations wait for the approver."""
-    async with sdk_platform(tmp_path / "platform") as sim:
+    async with platform_for_published_sdk(tmp_path / "platform") as sim:
         yield sim
 
 
 @pytest.fixture
 async def platform(tmp_path: Path) -> AsyncIterator[PlatformSimulator]:
     """A platform that approves provisioning at once."""
-    async with sdk_platform(tmp_path / "platform", auto_approve=True) as sim:
+    async with platform_for_published_sdk(tmp_path / "platform", auto_approve=True) as sim:
         yield sim
 
 
