@@ -31,7 +31,7 @@ import pytest
 
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 
-TIMEOUT = 10.0  # a deadline against a hang; every wait ends on the awaited event
+TIMEOUT = 30.0  # a deadline against a hang; every wait ends on the awaited event
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 from simulators.spotflow_platform import PlatformSimulator, platform_for_published_sdk
 
-from .spotflow_sdk import SdkDevice
+from .spotflow_sdk import DEADLINE, SdkDevice
 
 pytest.importorskip(
     "spotflow_device",
@@ -54,7 +54,7 @@ async def test_provisioning_with_approval_then_a_start_from_the_database(
     db = tmp_path / "device.db"
     async with await SdkDevice.start(sim, db) as sdk:
         shown = await sdk.event("provisioning")
-        operation = await sim.wait_for_operation()
+        operation = await sim.wait_for_operation(timeout=DEADLINE)
         # What the SDK shows its user is what the approver sees.
         assert (shown["id"], shown["verification_code"]) == (
             operation.id,
@@ -64,16 +64,16 @@ async def test_provisioning_with_approval_then_a_start_from_the_database(
         sim.approve(operation.id)
         started = await sdk.event("started")
         assert (started["device_id"], started["workspace_id"]) == (DEVICE, sim.workspace_id)
-        await sim.wait_for_connection(DEVICE)
+        await sim.wait_for_connection(DEVICE, timeout=DEADLINE)
         await sdk.call("send", group="g", stream="s", messages=[_message("first", "b1", "m1")])
         assert await sdk.call("wait_sent") == 0
-    await sim.wait_for_disconnection(DEVICE)
+    await sim.wait_for_disconnection(DEVICE, timeout=DEADLINE)
 
     # Started again with its database: no provisioning, a new connection, same identity.
     async with await SdkDevice.start(sim, db) as sdk:
         started = await sdk.event("started")
         assert started["device_id"] == DEVICE
-        await sim.wait_for_connection(DEVICE, count=2)
+        await sim.wait_for_connection(DEVICE, count=2, timeout=DEADLINE)
         await sdk.call("send", group="g", stream="s", messages=[_message("second", "b1", "m2")])
         assert await sdk.call("wait_sent") == 0
         assert not [event for event in sdk.events if event["event"] == "provisioning"]
@@ -155,6 +155,7 @@ async def test_reported_properties_land_in_the_twin_20_times_in_a_row(
         reported = await sim.wait_until(
             lambda r=round_: (twin := sim.reported(DEVICE)).get("round") == r and twin,
             what=f"round {round_} in the reported properties",
+            timeout=DEADLINE,
         )
         assert reported == {"round": round_, "state": {"ok": True}, "$version": round_ + 2}
         assert await device.call("wait_reported") is True  # the SDK saw the hub's 204
@@ -211,9 +212,9 @@ async def test_the_sdk_drops_a_report_made_behind_ten_waiting_messages(
     """
     sim = platform
     await sim.stop_broker()
-    await sim.wait_for_disconnection(DEVICE)
+    await sim.wait_for_disconnection(DEVICE, timeout=DEADLINE)
     await device.call(
-        "send_many", group="g", stream="s", count=30, size=64, batch_id="b", prefix=""
+        "send_many", group="g", stream="s", count=60, size=64, batch_id="b", prefix=""
     )
     await device.call("report", properties={"dropped": True})
     failure = await device.event("log", containing="Updating reported properties failed")
@@ -225,8 +226,10 @@ async def test_the_sdk_drops_a_report_made_behind_ten_waiting_messages(
     # Patches go out in order from one task: had the first one been published, the hub would
     # have applied it before the second.
     reported = await sim.wait_until(
-        lambda: (twin := sim.reported(DEVICE)).get("later") and twin, what="the second report"
+        lambda: (twin := sim.reported(DEVICE)).get("later") and twin,
+        timeout=DEADLINE,
+        what="the second report",
     )
     assert reported == {"later": True, "$version": 2}
     assert await device.call("pending_reported") is True  # the first one is still pending
-    assert (sim.message_count, sim.duplicate_count) == (30, 0)
+    assert (sim.message_count, sim.duplicate_count) == (60, 0)
