@@ -8,9 +8,11 @@ waits for approval, and a child can be ended at a deadline. Its broker connectio
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 import logging
 from pathlib import Path
 import sys
+from typing import Any
 
 import pytest
 
@@ -172,7 +174,7 @@ async def test_reported_properties_land_in_the_twin_20_times_in_a_row(
         assert await device.call("wait_sent") == 0
         await device.call("report", properties={"round": round_, "state": {"ok": True}})
         reported = await sim.wait_until(
-            lambda r=round_: (twin := sim.reported(DEVICE)).get("round") == r and twin,
+            partial(_reported_if, sim, "round", round_),
             what=f"round {round_} in the reported properties",
             timeout=DEADLINE,
         )
@@ -180,6 +182,12 @@ async def test_reported_properties_land_in_the_twin_20_times_in_a_row(
         assert await device.call("wait_reported") is True  # the SDK saw the hub's 204
     assert (sim.message_count, sim.duplicate_count) == (400, 0)
     assert not device.logged("Updating reported properties failed")
+
+
+def _reported_if(sim: PlatformSimulator, key: str, value: Any) -> dict[str, Any] | None:
+    """The reported properties once `key` has `value` in them."""
+    twin = sim.reported(DEVICE)
+    return twin if twin.get(key) == value else None
 
 
 async def test_a_desired_patch_reaches_the_sdk(
@@ -245,7 +253,7 @@ async def test_the_sdk_drops_a_report_made_behind_ten_waiting_messages(
     # Patches go out in order from one task: had the first one been published, the hub would
     # have applied it before the second.
     reported = await sim.wait_until(
-        lambda: (twin := sim.reported(DEVICE)).get("later") and twin,
+        partial(_reported_if, sim, "later", True),
         timeout=DEADLINE,
         what="the second report",
     )
