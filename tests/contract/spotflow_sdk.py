@@ -65,13 +65,19 @@ class SdkDevice:
         self.events.append({"event": "exited"})
         self._changed.set()
 
-    async def event(self, kind: str, after: int = 0, containing: str = "") -> dict[str, Any]:
+    async def event(
+        self, kind: str, after: int = 0, containing: str = "", **fields: Any
+    ) -> dict[str, Any]:
         """Return the first event of `kind` from index `after` on (a log message `containing`
-        a fragment), waiting for it."""
+        a fragment, with these `fields`), waiting for it."""
         async with asyncio.timeout(DEADLINE):
             while True:
                 for message in self.events[after:]:
-                    if message["event"] == kind and containing in message.get("message", ""):
+                    if (
+                        message["event"] == kind
+                        and containing in message.get("message", "")
+                        and all(message.get(name) == value for name, value in fields.items())
+                    ):
                         return message
                     if message["event"] == "exited" and kind != "exited":
                         raise AssertionError(f"the SDK worker ended before {kind!r}")
