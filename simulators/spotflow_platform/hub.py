@@ -140,7 +140,8 @@ def _cancel_quietly(handler: Any) -> None:
 
     amqtt cancels the handling of every packet of a connection that ends, and turns the
     cancellation of a reply still waiting to be written into a ProtocolHandlerError that nobody
-    retrieves: asyncio then logs it as an error of a task nobody awaited.
+    retrieves: asyncio then logs it as an error of a task nobody awaited. A hub's reply written
+    after the connection ended also leaves no keep-alive timer behind.
     """
     send_packet = handler._send_packet
 
@@ -151,6 +152,12 @@ def _cancel_quietly(handler: Any) -> None:
             if isinstance(err.__cause__, asyncio.CancelledError):
                 raise asyncio.CancelledError from None
             raise
+        finally:
+            # Every write re-arms amqtt's keep-alive timer, also a write that ends after the
+            # connection's handling stopped (and cancelled that timer): the timer would then
+            # outlive the connection, and the broker.
+            if handler._reader_stopped.is_set() and handler._keepalive_task is not None:
+                handler._keepalive_task.cancel()
 
     handler._send_packet = send_packet_or_be_cancelled
 
@@ -467,6 +474,8 @@ async def _publish_at_least_once(handler: Any, topic: str, payload: bytes) -> No
     of a twin answer comes seconds late; the real hub just waits for it.
     """
     session = handler.session
+    if session is None:
+        return  # the connection ended since the reply was decided
     packet_id = session.next_packet_id
     message = OutgoingApplicationMessage(packet_id, topic, QOS_1, payload, False)
     session.inflight_out[packet_id] = message
