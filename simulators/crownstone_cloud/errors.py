@@ -17,6 +17,15 @@ def json_response(body: Any, status: int = 200) -> web.Response:
     return web.json_response(body, status=status, dumps=compact_dumps)
 
 
+def no_content() -> web.Response:
+    """A void remote method's answer: 204, no body, but labelled JSON.
+
+    strong-remoting's `HttpContext.done` sets `Content-Type: application/json` (Express adds the
+    charset) before it ends a void method with 204, so every 204 of the API carries it.
+    """
+    return web.Response(status=204, content_type="application/json", charset="utf-8")
+
+
 class ApiError(Exception):
     """An error the REST API answers with a LoopBack envelope."""
 

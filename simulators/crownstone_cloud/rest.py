@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .errors import ApiError, authorization_required, json_response, remote_method_error
+from .errors import (
+    ApiError,
+    authorization_required,
+    json_response,
+    no_content,
+    remote_method_error,
+)
 from .scenario import Sphere, Stone
 from .shapes import (
     iso,
@@ -218,7 +224,7 @@ class RestApi:
         )
 
     async def switch(self, request: web.Request) -> web.Response:
-        """`POST /Stones/{id}/switch`: 204 with an empty body; the phone switches later."""
+        """`POST /Stones/{id}/switch`: an empty 204 labelled JSON; the phone switches later."""
         sphere, stone = self._stone(request)
         packet = await _json_body(request)
         if not isinstance(packet, dict):
@@ -226,7 +232,7 @@ class RestApi:
         _validate_switch(packet, "SwitchData", "SwitchData have a type")
         _check_dimming(stone, packet)
         self._sim.command_switch(sphere, [(stone, packet)])
-        return web.Response(status=204)
+        return no_content()
 
     async def switch_many(self, request: web.Request) -> web.Response:
         """`POST /Spheres/{id}/switchCrownstones`: several stones in one call."""
@@ -250,7 +256,7 @@ class RestApi:
             _check_dimming(stone, packet)
             commands.append((stone, packet))
         self._sim.command_switch(sphere, commands)
-        return web.Response(status=204)
+        return no_content()
 
     async def current_switch_state(self, request: web.Request) -> web.Response:
         """`GET /Stones/{id}/currentSwitchStateV2`."""

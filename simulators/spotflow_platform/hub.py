@@ -17,9 +17,10 @@ from amqtt.broker import Broker
 from amqtt.contexts import Action
 from amqtt.errors import ProtocolHandlerError
 from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
+from amqtt.mqtt.constants import QOS_1
 from amqtt.mqtt.publish import PublishPacket
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
-from amqtt.session import Session
+from amqtt.session import OutgoingApplicationMessage, Session
 import brotli
 
 from .certs import TlsFiles
@@ -139,7 +140,8 @@ def _cancel_quietly(handler: Any) -> None:
 
     amqtt cancels the handling of every packet of a connection that ends, and turns the
     cancellation of a reply still waiting to be written into a ProtocolHandlerError that nobody
-    retrieves: asyncio then logs it as an error of a task nobody awaited.
+    retrieves: asyncio then logs it as an error of a task nobody awaited. A hub's reply written
+    after the connection ended also leaves no keep-alive timer behind.
     """
     send_packet = handler._send_packet
 
@@ -150,6 +152,12 @@ def _cancel_quietly(handler: Any) -> None:
             if isinstance(err.__cause__, asyncio.CancelledError):
                 raise asyncio.CancelledError from None
             raise
+        finally:
+            # Every write re-arms amqtt's keep-alive timer, also a write that ends after the
+            # connection's handling stopped (and cancelled that timer): the timer would then
+            # outlive the connection, and the broker.
+            if handler._reader_stopped.is_set() and handler._keepalive_task is not None:
+                handler._keepalive_task.cancel()
 
     handler._send_packet = send_packet_or_be_cancelled
 
@@ -442,7 +450,11 @@ class Hub:
         )
         if qos is None:
             return
-        task = asyncio.ensure_future(handler.mqtt_publish(topic, payload, qos, retain=False))
+        if qos == QOS_1:
+            publishing = _publish_at_least_once(handler, topic, payload)
+        else:
+            publishing = handler.mqtt_publish(topic, payload, qos, retain=False)
+        task = asyncio.ensure_future(publishing)
         self._replies.add(task)
         task.add_done_callback(self._reply_done)
 
@@ -450,6 +462,33 @@ class Hub:
         self._replies.discard(task)
         if not task.cancelled() and (error := task.exception()):
             _LOGGER.debug("A message to a device was not acknowledged: %r", error)
+
+
+async def _publish_at_least_once(handler: Any, topic: str, payload: bytes) -> None:
+    """Publish at QoS 1 and wait for the device's PUBACK for as long as the connection lasts.
+
+    amqtt's `mqtt_publish` gives up after 5 s (a warning, then another one for the late PUBACK)
+    and registers its PUBACK waiter only once the PUBLISH is written, so a quick PUBACK can
+    arrive first and be taken for unknown. The published Spotflow SDK acknowledges by hand,
+    through the same 10-request queue its stream messages wait in, so during a burst its PUBACK
+    of a twin answer comes seconds late; the real hub just waits for it.
+    """
+    session = handler.session
+    if session is None:
+        return  # the connection ended since the reply was decided
+    packet_id = session.next_packet_id
+    message = OutgoingApplicationMessage(packet_id, topic, QOS_1, payload, False)
+    session.inflight_out[packet_id] = message
+    acknowledged: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    handler._puback_waiters[packet_id] = acknowledged
+    try:
+        message.publish_packet = message.build_publish_packet()
+        await handler._send_packet(message.publish_packet)
+        # Cancelled by amqtt when the connection ends.
+        message.puback_packet = await acknowledged
+    finally:
+        handler._puback_waiters.pop(packet_id, None)
+        session.inflight_out.pop(packet_id, None)
 
 
 def _request_id(topic: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 import time
 from typing import Any
@@ -319,6 +320,16 @@ class PlatformSimulator:
         await self._changes.wait_for(
             lambda: store.message_count(device_id) >= count, timeout, f"{count} messages"
         )
+
+    async def wait_until[T](
+        self,
+        condition: Callable[[], T | None],
+        timeout: float = 10.0,  # noqa: ASYNC109
+        what: str = "a condition",
+    ) -> T:
+        """Return the first truthy `condition()`, re-checked whenever the platform's state changes
+        (messages, completions, twins, connections); TimeoutError naming `what` if none."""
+        return await self._changes.wait_for(condition, timeout, what)
 
     def stats(self) -> dict[str, Any]:
         """Return message, duplicate and byte totals and per device/stream counts."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 
 from custom_components.crownstone_spotflow.cloud import (
@@ -15,7 +16,7 @@ from custom_components.crownstone_spotflow.cloud import (
 )
 from simulators.crownstone_cloud import CloudSimulator
 
-from .scripted import ScriptedCloud
+from .scripted import SPHERE_ID, STONE_ID, ScriptedCloud
 
 
 def _home(cloud: CrownstoneCloud) -> Sphere:
@@ -117,6 +118,35 @@ async def test_switch_many_refusals(
     with pytest.raises(CrownstoneError, match="Unknown switch command type"):
         SwitchCommand(spots.cloud_id, "TOGGLE")  # type: ignore[arg-type]
     assert cloud_sim.request_count() == 0
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        pytest.param("application/json", id="labelled-json-as-loopback-sends-it"),
+        pytest.param(None, id="unlabelled"),
+    ],
+)
+async def test_both_forms_of_the_empty_204_are_success(
+    scripted: ScriptedCloud, websession: aiohttp.ClientSession, content_type: str | None
+) -> None:
+    """The real cloud labels its empty 204 as JSON; a bare 204 is success all the same."""
+    if content_type is not None:
+        for path in ("/switchCrownstones", "/switch"):
+            scripted.break_path(path, b"", status=204, content_type=content_type)
+    cloud = CrownstoneCloud("a@b.c", "pw", websession, base_url=scripted.url)
+    await cloud.async_initialize()
+    stone = cloud.get_crownstone_by_id(STONE_ID)
+    await stone.async_turn_on()
+    await stone.async_set_brightness(50)
+    sphere = cloud.cloud_data.find_by_id(SPHERE_ID)
+    assert sphere is not None
+    await sphere.async_switch_crownstones([SwitchCommand(STONE_ID, "TURN_OFF")])
+    assert [path for method, path in scripted.requests if method == "POST"][-3:] == [
+        f"/api/Stones/{STONE_ID}/switch",
+        f"/api/Stones/{STONE_ID}/switch",
+        f"/api/Spheres/{SPHERE_ID}/switchCrownstones",
+    ]
 
 
 async def test_switch_command_json(scripted: ScriptedCloud) -> None:
