@@ -6,9 +6,9 @@ from homeassistant.const import CONF_PASSWORD, Platform
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 
-from .cloud import hash_password
 from .const import CONF_PASSWORD_SHA1, DOMAIN, LOGGER
 from .coordinator import CrownstoneConfigEntry, CrownstoneDataUpdateCoordinator
+from .crownstone import hash_password
 from .forwarder import async_remove_forwarder, async_setup_forwarder, async_unload_forwarder
 
 PLATFORMS = [Platform.BINARY_SENSOR, Platform.LIGHT, Platform.SENSOR, Platform.SWITCH]

@@ -16,9 +16,9 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .cloud import Sphere, User
 from .const import MANUFACTURER
 from .coordinator import CrownstoneConfigEntry, CrownstoneDataUpdateCoordinator
+from .crownstone import Sphere, User
 from .entity import CrownstoneEntity, CrownstonePlaceEntity, entity_unique_id
 from .forwarder_entities import async_add_forwarder_entities
 from .helpers import WantedEntities, async_track_entities, wanted_place_entities

@@ -17,7 +17,17 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.event import async_call_later
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 
-from .cloud import (
+from .const import (
+    CONF_CLOUD_URL,
+    CONF_PASSWORD_SHA1,
+    CONF_SSE_URL,
+    DOMAIN,
+    LOGGER,
+    OPTIMISTIC_WINDOW,
+    SCAN_INTERVAL,
+    SCAN_INTERVAL_WITHOUT_STREAM,
+)
+from .crownstone import (
     Crownstone,
     CrownstoneCloud,
     CrownstoneConnectionError,
@@ -30,16 +40,6 @@ from .cloud import (
     Sphere,
     Spheres,
     SwitchStateUpdateEvent,
-)
-from .const import (
-    CONF_CLOUD_URL,
-    CONF_PASSWORD_SHA1,
-    CONF_SSE_URL,
-    DOMAIN,
-    LOGGER,
-    OPTIMISTIC_WINDOW,
-    SCAN_INTERVAL,
-    SCAN_INTERVAL_WITHOUT_STREAM,
 )
 from .push import StalePart, apply_event, stale_part
 

@@ -8,9 +8,9 @@ from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.const import CONF_EMAIL
 from homeassistant.core import HomeAssistant
 
-from .cloud import Crownstone, Location, Sphere, User
 from .const import CONF_PASSWORD_SHA1
 from .coordinator import CrownstoneConfigEntry
+from .crownstone import Crownstone, Location, Sphere, User
 from .forwarder import async_get_forwarder_diagnostics
 
 TO_REDACT = {

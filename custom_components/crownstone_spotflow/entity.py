@@ -9,9 +9,9 @@ from homeassistant.helpers.device_registry import CONNECTION_BLUETOOTH, DeviceIn
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
-from .cloud import Crownstone, Location, Sphere
 from .const import MANUFACTURER, STONE_MODELS
 from .coordinator import CrownstoneDataUpdateCoordinator
+from .crownstone import Crownstone, Location, Sphere
 
 
 def entity_unique_id(

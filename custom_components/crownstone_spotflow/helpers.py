@@ -13,7 +13,9 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .cloud import (
+from .const import DOMAIN
+from .coordinator import CrownstoneDataUpdateCoordinator
+from .crownstone import (
     MIN_BRIGHTNESS,
     Crownstone,
     CrownstoneAbilityError,
@@ -24,8 +26,6 @@ from .cloud import (
     Location,
     Sphere,
 )
-from .const import DOMAIN
-from .coordinator import CrownstoneDataUpdateCoordinator
 from .entity import (
     CrownstoneEntity,
     CrownstonePlaceEntity,

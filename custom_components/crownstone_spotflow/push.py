@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .cloud import (
+from .crownstone import (
     AbilityChangeEvent,
     Crownstone,
     CrownstoneAbility,

@@ -14,8 +14,8 @@ from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .cloud import Crownstone
 from .coordinator import CrownstoneConfigEntry
+from .crownstone import Crownstone
 from .entity import CrownstoneStoneEntity, CrownstoneStoneEntityDescription
 from .helpers import async_track_stone_entities, crownstone_exception_handler
 

@@ -14,13 +14,13 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
 from syrupy.assertion import SnapshotAssertion
 
-from custom_components.crownstone_spotflow.cloud import CrownstoneEventStream, hash_password
 from custom_components.crownstone_spotflow.const import (
     CONF_CLOUD_URL,
     CONF_PASSWORD_SHA1,
     CONF_SSE_URL,
     DOMAIN,
 )
+from custom_components.crownstone_spotflow.crownstone import CrownstoneEventStream, hash_password
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 
 from . import async_wait_for_stream

@@ -23,8 +23,8 @@ from homeassistant.data_entry_flow import FlowResultType
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.crownstone_spotflow.cloud import CrownstoneCloud
 from custom_components.crownstone_spotflow.const import DOMAIN
+from custom_components.crownstone_spotflow.crownstone import CrownstoneCloud
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 
 from . import async_poll, async_wait_for_stream, async_wait_until

@@ -10,13 +10,13 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.crownstone_spotflow import async_remove_config_entry_device
-from custom_components.crownstone_spotflow.cloud import hash_password
 from custom_components.crownstone_spotflow.const import (
     CONF_CLOUD_URL,
     CONF_PASSWORD_SHA1,
     CONF_SSE_URL,
     DOMAIN,
 )
+from custom_components.crownstone_spotflow.crownstone import hash_password
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 
 from . import async_poll, async_wait_for_stream, get_device

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from custom_components.crownstone_spotflow.cloud import (
+from custom_components.crownstone_spotflow.crownstone import (
     CrownstoneAbilityError,
     CrownstoneBrightnessError,
     CrownstoneCloud,

@@ -6,7 +6,7 @@ import asyncio
 
 import aiohttp
 
-from custom_components.crownstone_spotflow.cloud import CrownstoneCloud
+from custom_components.crownstone_spotflow.crownstone import CrownstoneCloud
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator, demo_home
 
 

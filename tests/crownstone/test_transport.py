@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import pytest
 
-from custom_components.crownstone_spotflow.cloud import (
+from custom_components.crownstone_spotflow.crownstone import (
     CrownstoneAbilityError,
     CrownstoneBrightnessError,
     CrownstoneCloud,
