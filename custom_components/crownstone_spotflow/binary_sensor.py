@@ -17,7 +17,7 @@ from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import MANUFACTURER
-from .coordinator import CrownstoneConfigEntry, CrownstoneDataUpdateCoordinator
+from .coordinator import ACCOUNT_OBJECT_ID, CrownstoneConfigEntry, CrownstoneDataUpdateCoordinator
 from .crownstone import Sphere, User
 from .entity import CrownstoneEntity, CrownstonePlaceEntity, entity_unique_id
 from .forwarder_entities import async_add_forwarder_entities
@@ -41,9 +41,6 @@ PLACE_DESCRIPTIONS = (
     ),
 )
 
-
-# The live updates entity belongs to the account's service device, not to a cloud object.
-ACCOUNT_OBJECT_ID = "cloud"
 
 LIVE_UPDATES_DESCRIPTION = BinarySensorEntityDescription(
     key="live_updates",
@@ -122,6 +119,7 @@ class CrownstonePersonBinarySensorEntity(CrownstonePlaceEntity, BinarySensorEnti
         """Initialize the entity."""
         super().__init__(coordinator, description, sphere)
         self._user_id = user.cloud_id
+        self._object_key = (sphere.cloud_id, user.cloud_id)
         self._attr_translation_placeholders = {"person": user.full_name}
 
     @property

@@ -310,7 +310,8 @@ async def test_stream_dropped_while_things_happen(
 
     cloud.stream_fault(None)
     await async_wait_until(hass, lambda: _state(hass, "light.desk_lamp") == STATE_OFF)
-    assert hass.states.get("switch.cabin_lamp") is not None
+    # A light whose dimming was turned off stays a light, without brightness.
+    assert hass.states.get("light.cabin_lamp").attributes["supported_color_modes"] == ["onoff"]
     assert _state(hass, "binary_sensor.kitchen_occupancy") == STATE_ON
     assert hass.states.get("switch.coffee_machine").attributes["friendly_name"] == (
         "Espresso machine"

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from homeassistant.components.light import ATTR_BRIGHTNESS, DOMAIN as LIGHT_DOMAIN
+from homeassistant.components.light import (
+    ATTR_BRIGHTNESS,
+    ATTR_SUPPORTED_COLOR_MODES,
+    DOMAIN as LIGHT_DOMAIN,
+    ColorMode,
+)
 from homeassistant.const import (
     ATTR_ENTITY_ID,
     SERVICE_TURN_OFF,
@@ -30,7 +35,7 @@ from custom_components.crownstone_spotflow.helpers import (
 )
 from simulators.crownstone_cloud import CloudSimulator
 
-from . import async_poll, async_wait_for_stone_state
+from . import async_poll, async_wait_for_stone_state, entity_id_of
 
 
 @pytest.fixture
@@ -202,25 +207,33 @@ async def test_window_closing_after_a_confirmation(
     assert pending not in coordinator._pending.values()
 
 
-@pytest.mark.usefixtures("init_integration")
-async def test_refused_command(hass: HomeAssistant, cloud: CloudSimulator) -> None:
-    """Dimming switched off elsewhere: a translated error, and the stone becomes a switch."""
-    cloud.set_ability(cloud.stone_id("Cabin lamp"), "dimming", False)
+async def test_refused_command(
+    hass: HomeAssistant, cloud: CloudSimulator, init_integration: MockConfigEntry
+) -> None:
+    """Dimming switched off unheard: a translated error, and the light loses its brightness."""
+    stone_id = cloud.stone_id("Cabin lamp")
+    entity_id = entity_id_of(hass, stone_id, "light")
+    # Unheard: the stream would tell at once.
+    await init_integration.runtime_data.stream.stop()
+    cloud.set_ability(stone_id, "dimming", False)
 
     with pytest.raises(HomeAssistantError) as error:
         await hass.services.async_call(
             LIGHT_DOMAIN,
             SERVICE_TURN_ON,
-            {ATTR_ENTITY_ID: "light.cabin_lamp", ATTR_BRIGHTNESS: 128},
+            {ATTR_ENTITY_ID: entity_id, ATTR_BRIGHTNESS: 128},
             blocking=True,
         )
     assert error.value.translation_domain == DOMAIN
     assert error.value.translation_key == "dimming_disabled"
     assert error.value.translation_placeholders["name"] == "Cabin lamp"
-    await hass.async_block_till_done()
+    await hass.async_block_till_done(wait_background_tasks=True)
 
-    assert hass.states.get("light.cabin_lamp") is None
-    assert er.async_get(hass).async_get("light.cabin_lamp") is None
+    # Read again after the refusal: the same light, now without brightness.
+    assert entity_id_of(hass, stone_id, "light") == entity_id
+    state = hass.states.get(entity_id)
+    assert state is not None
+    assert state.attributes[ATTR_SUPPORTED_COLOR_MODES] == [ColorMode.ONOFF]
 
 
 @pytest.mark.usefixtures("init_integration")

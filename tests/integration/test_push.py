@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from homeassistant.components.light import ATTR_SUPPORTED_COLOR_MODES, ColorMode
 from homeassistant.const import (
     ATTR_ENTITY_ID,
     EVENT_HOMEASSISTANT_STOP,
@@ -18,13 +19,15 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from custom_components.crownstone_spotflow.const import (
+    DOMAIN,
     SCAN_INTERVAL,
     SCAN_INTERVAL_WITHOUT_STREAM,
 )
+from custom_components.crownstone_spotflow.crownstone import Crownstone
 from simulators.crownstone_cloud import DEMO_EMAIL, CloudSimulator
 from simulators.crownstone_cloud.scenario import add_stone
 
-from . import async_poll, async_wait_for_stream, async_wait_until, get_device
+from . import async_poll, async_wait_for_stream, async_wait_until, entity_id_of, get_device
 
 LIVE_UPDATES = "binary_sensor.crownstone_cloud_live_updates"
 
@@ -149,25 +152,41 @@ async def test_presence_of_a_stranger(
 async def test_ability_pushed(
     hass: HomeAssistant, cloud: CloudSimulator, entity_registry: er.EntityRegistry
 ) -> None:
-    """Dimming switched off turns a light into a switch at once, and back, without a request."""
+    """Dimming switched off or on changes a light's color modes at once, never its platform."""
     cabin_lamp = cloud.stone_id("Cabin lamp")
     coffee_machine = cloud.stone_id("Coffee machine")
+    lamp = entity_id_of(hass, cabin_lamp, "light")
+    coffee = entity_id_of(hass, coffee_machine, "outlet")
     cloud.reset_counters()
 
+    def modes() -> list[str]:
+        return hass.states.get(lamp).attributes[ATTR_SUPPORTED_COLOR_MODES]
+
     cloud.set_ability(cabin_lamp, "dimming", False)
-    await async_wait_until(hass, lambda: hass.states.get("switch.cabin_lamp") is not None)
-    assert hass.states.get("light.cabin_lamp") is None
-
+    await async_wait_until(hass, lambda: modes() == [ColorMode.ONOFF])
     cloud.set_ability(cabin_lamp, "dimming", True)
-    await async_wait_until(hass, lambda: hass.states.get("light.cabin_lamp") is not None)
-    assert entity_registry.async_get("switch.cabin_lamp") is None
+    await async_wait_until(hass, lambda: modes() == [ColorMode.BRIGHTNESS])
 
-    # A stone without a dimming row gets one.
+    # A stone without a dimming row gets one; a switch stays a switch.
     cloud.set_ability(coffee_machine, "dimming", True)
-    await async_wait_until(hass, lambda: hass.states.get("light.coffee_machine") is not None)
     cloud.set_ability(coffee_machine, "tapToToggle", True)
+    await async_wait_until(
+        hass,
+        lambda: coordinator_stone(hass, coffee_machine).abilities.keys()
+        >= {"dimming", "tapToToggle"},
+    )
+    assert entity_id_of(hass, coffee_machine, "outlet") == coffee
+    assert len(er.async_entries_for_device(entity_registry, _device(hass, coffee_machine).id)) == 1
 
     assert cloud.request_count() == 0
+
+
+def coordinator_stone(hass: HomeAssistant, stone_id: str) -> Crownstone:
+    """Return the coordinator's copy of a stone."""
+    (entry,) = hass.config_entries.async_entries(DOMAIN)
+    stone = entry.runtime_data.crownstone(stone_id)
+    assert stone is not None
+    return stone
 
 
 @pytest.mark.usefixtures("init_integration")
