@@ -3,28 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 from homeassistant.components.light import ATTR_SUPPORTED_COLOR_MODES, ColorMode
 from homeassistant.const import (
     ATTR_ENTITY_ID,
+    CONF_EMAIL,
     EVENT_HOMEASSISTANT_STOP,
+    EVENT_STATE_CHANGED,
+    EVENT_STATE_REPORTED,
     STATE_OFF,
     STATE_ON,
     STATE_UNAVAILABLE,
 )
-from homeassistant.core import HomeAssistant
+from homeassistant.core import Event as HassEvent, HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
 from custom_components.crownstone_spotflow.const import (
+    CONF_CLOUD_URL,
+    CONF_PASSWORD_SHA1,
+    CONF_SSE_URL,
     DOMAIN,
     SCAN_INTERVAL,
     SCAN_INTERVAL_WITHOUT_STREAM,
 )
-from custom_components.crownstone_spotflow.crownstone import Crownstone
-from simulators.crownstone_cloud import DEMO_EMAIL, CloudSimulator
+from custom_components.crownstone_spotflow.crownstone import Crownstone, hash_password
+from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator, generated_home
 from simulators.crownstone_cloud.scenario import add_stone
 
 from . import async_poll, async_wait_for_stream, async_wait_until, entity_id_of, get_device
@@ -486,3 +494,102 @@ async def test_switched_during_a_poll(hass: HomeAssistant, cloud: CloudSimulator
     await hass.async_block_till_done(wait_background_tasks=True)
     assert cloud.request_count(path_contains="/presentPeople") > 0  # the poll did end
     assert _state(hass, "light.desk_lamp") == STATE_OFF
+
+
+@pytest.fixture
+def state_writes(hass: HomeAssistant) -> list[str]:
+    """Record the entity id of every state written, changed or not."""
+    writes: list[str] = []
+
+    @callback
+    def _record(event: HassEvent[Any]) -> None:
+        writes.append(event.data["entity_id"])
+
+    hass.bus.async_listen(EVENT_STATE_CHANGED, _record)
+    # A write that changes nothing is reported, not changed.
+    hass.bus.async_listen(EVENT_STATE_REPORTED, _record, event_filter=callback(lambda _: True))
+    return writes
+
+
+@pytest.mark.parametrize("spheres", [1, 5])
+async def test_writes_do_not_grow_with_the_account(
+    hass: HomeAssistant, socket_enabled: None, state_writes: list[str], spheres: int
+) -> None:
+    """An event, a command, its confirmation and a quiet poll write the same on any account.
+
+    One Crownstone switched is one state written; a person entering a room writes the room's
+    and the sphere's presence entities; a poll that finds nothing new writes nothing.
+    """
+    sim = CloudSimulator(
+        generated_home(spheres=spheres, stones_per_sphere=30, rooms_per_sphere=6),
+        phone_delay=None,
+        ping_interval=1.0,
+    )
+    await sim.start(host="127.0.0.1", port=0)
+    try:
+        entry = MockConfigEntry(
+            domain=DOMAIN,
+            unique_id=sim.user_id(DEMO_EMAIL),
+            data={
+                CONF_EMAIL: DEMO_EMAIL,
+                CONF_PASSWORD_SHA1: hash_password(DEMO_PASSWORD),
+                CONF_CLOUD_URL: sim.url,
+                CONF_SSE_URL: sim.sse_url,
+            },
+            minor_version=2,
+        )
+        entry.add_to_hass(hass)
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done()
+        await async_wait_for_stream(entry.runtime_data)
+        await hass.async_block_till_done()
+        assert len(hass.states.async_entity_ids()) > 40 * spheres
+        writes = await _count_writes(hass, sim, entry, state_writes)
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        await sim.stop()
+    assert writes == {
+        "switch state": 1,
+        "command": 1,
+        "confirmation": 1,
+        "presence": 4,
+        "quiet poll": 0,
+    }
+
+
+async def _count_writes(
+    hass: HomeAssistant, sim: CloudSimulator, entry: MockConfigEntry, state_writes: list[str]
+) -> dict[str, int]:
+    coordinator = entry.runtime_data
+    stone = next(
+        stone
+        for sphere in coordinator.data
+        for stone in sphere.crownstones
+        if stone.switches_power and stone.dimming_enabled
+    )
+    lamp = entity_id_of(hass, stone.cloud_id, "light")
+    sphere = coordinator.sphere(stone.sphere_id)
+    assert sphere is not None
+    room = next(iter(sphere.locations))
+    stranger = next(user for user in sphere.users if user.cloud_id not in room.present_people)
+    counts: dict[str, int] = {}
+
+    async def count(what: str, condition: Callable[[], bool]) -> None:
+        await async_wait_until(hass, condition)
+        counts[what] = len(state_writes)
+        state_writes.clear()
+
+    state_writes.clear()
+    sim.set_switch_state(stone.cloud_id, 0 if stone.state else 100)
+    await count("switch state", lambda: bool(state_writes))
+    await hass.services.async_call(
+        "light", "turn_on", {ATTR_ENTITY_ID: lamp, "brightness": 128}, blocking=True
+    )
+    await count("command", lambda: True)
+    sim.set_switch_state(stone.cloud_id, 50)
+    await count("confirmation", lambda: not coordinator._pending)
+    sim.enter_location(stranger.cloud_id, sphere.cloud_id, room.cloud_id)
+    await count("presence", lambda: stranger.cloud_id in room.present_people)
+    await async_poll(hass)
+    await count("quiet poll", lambda: True)
+    return counts
