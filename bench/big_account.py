@@ -1,7 +1,8 @@
 """Big accounts: what setup, a pushed change and a command cost, ours against Home Assistant's core.
 
 Two generated accounts on the cloud simulator (127.0.0.1): `big` (10 spheres x 30 stones) and
-`huge` (20 spheres x 50 stones, 1,000 Crownstones), each with 6 rooms and 4 users per sphere.
+`huge` (20 spheres x 50 stones, 1,000 Crownstones), each with 6 rooms and 4 users per sphere;
+every stone has reported a state (the peer crashes on one that has not).
 Each integration runs alone in a fresh in-process Home Assistant, against the same simulator:
 ours (`crownstone_spotflow`) and the peer, Home Assistant's core `crownstone` integration
 (crownstone-cloud, crownstone-sse; their module-level URLs are pointed at the simulator).
@@ -57,6 +58,7 @@ from custom_components.crownstone_spotflow.const import (
 )
 from custom_components.crownstone_spotflow.crownstone import hash_password
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator, generated_home
+from simulators.crownstone_cloud.scenario import Scenario, SwitchState, make_id
 
 PEER = "crownstone"
 ACCOUNTS = {"big": (10, 30), "huge": (20, 50)}
@@ -270,6 +272,19 @@ async def _measure_live(
     }
 
 
+def _every_stone_reported(home: Scenario) -> None:
+    """Give the stones that never reported a state one (off).
+
+    The peer's library crashes on them (a known fault, see the cloud API notes): it cannot add
+    their lights, and every pushed change then logs one exception per such stone, which costs
+    far more than the writes compared here.
+    """
+    for sphere in home.spheres.values():
+        for stone in sphere.stones.values():
+            if stone.switch_state is None:
+                stone.switch_state = SwitchState(0, make_id("switchState", stone.id))
+
+
 def _timed(seen: list[tuple[float, float]]) -> Middleware:
     """Record when each request arrived and when it was answered (the stream never is)."""
 
@@ -306,6 +321,7 @@ async def run(changes: int, commands: int) -> dict[str, Any]:
         home = generated_home(
             spheres=spheres, stones_per_sphere=stones_per_sphere, rooms_per_sphere=6
         )
+        _every_stone_reported(home)
         sim = CloudSimulator(home, phone_delay=None, ping_interval=30.0)
         app = sim.build_app()
         app.on_response_prepare.append(_json_204)
