@@ -129,9 +129,9 @@ async def test_new_stone_room_and_sphere(hass: HomeAssistant, cloud: CloudSimula
     )
     await async_poll(hass)
 
-    assert hass.states.get("switch.beamer").state == STATE_ON
-    assert hass.states.get("binary_sensor.meeting_room_occupancy").state == STATE_OFF
-    assert hass.states.get("sensor.office_people_present").state == "0"
+    assert hass.states.get(entity_id_of(hass, stone_id, "outlet")).state == STATE_ON
+    assert hass.states.get(entity_id_of(hass, location_id, "occupancy")).state == STATE_OFF
+    assert hass.states.get(entity_id_of(hass, sphere_id, "people")).state == "0"
     device = _device(hass, stone_id)
     assert device is not None
     assert device.suggested_area == "Meeting room"
@@ -157,6 +157,11 @@ async def test_removed_stone_room_and_sphere(
     desk_lamp = _device(hass, cloud.stone_id("Desk lamp"))
     assert desk_lamp is not None
     assert not await async_remove_config_entry_device(hass, init_integration, desk_lamp)
+    removed = [
+        entity_id_of(hass, stone_id, "outlet"),
+        entity_id_of(hass, cloud.stone_id("Cabin lamp"), "light"),
+        entity_id_of(hass, location_id, "occupancy"),
+    ]
 
     cloud.remove_stone(stone_id)
     cloud.remove_location(location_id)
@@ -168,9 +173,7 @@ async def test_removed_stone_room_and_sphere(
     assert all(
         dr.async_get(hass).async_get(device.id) is None for device in cabin_devices if device
     )
-    assert hass.states.get("switch.coffee_machine") is None
-    assert hass.states.get("light.cabin_lamp") is None
-    assert hass.states.get("binary_sensor.bedroom_occupancy") is None
+    assert all(hass.states.get(entity_id) is None for entity_id in removed)
     assert _device(hass, cloud.stone_id("Desk lamp")) is not None
 
 
@@ -194,8 +197,14 @@ async def test_unreachable_cloud(
     await async_poll(hass)
     await async_poll(hass)
 
-    assert hass.states.get("light.desk_lamp").state == STATE_UNAVAILABLE
-    assert hass.states.get("sensor.home_people_present").state == STATE_UNAVAILABLE
+    assert (
+        hass.states.get(entity_id_of(hass, cloud.stone_id("Desk lamp"), "light")).state
+        == STATE_UNAVAILABLE
+    )
+    assert (
+        hass.states.get(entity_id_of(hass, cloud.sphere_id("Home"), "people")).state
+        == STATE_UNAVAILABLE
+    )
     failures = [r for r in caplog.records if "Error fetching" in r.getMessage()]
     assert len(failures) == 1
     assert failures[0].exc_info is None
@@ -205,7 +214,9 @@ async def test_unreachable_cloud(
 
     cloud.clear_faults()
     await async_poll(hass)
-    assert hass.states.get("light.desk_lamp").state == STATE_ON
+    assert (
+        hass.states.get(entity_id_of(hass, cloud.stone_id("Desk lamp"), "light")).state == STATE_ON
+    )
     assert sum("recovered" in record.getMessage() for record in caplog.records) == 1
 
 
@@ -214,7 +225,9 @@ async def test_expired_token(hass: HomeAssistant, cloud: CloudSimulator) -> None
     """An expired token is renewed without the user noticing."""
     cloud.expire_tokens()
     await async_poll(hass)
-    assert hass.states.get("light.desk_lamp").state == STATE_ON
+    assert (
+        hass.states.get(entity_id_of(hass, cloud.stone_id("Desk lamp"), "light")).state == STATE_ON
+    )
 
 
 async def test_password_changed_while_running(
@@ -225,7 +238,10 @@ async def test_password_changed_while_running(
     cloud.expire_tokens()
     await async_poll(hass)
 
-    assert hass.states.get("light.desk_lamp").state == STATE_UNAVAILABLE
+    assert (
+        hass.states.get(entity_id_of(hass, cloud.stone_id("Desk lamp"), "light")).state
+        == STATE_UNAVAILABLE
+    )
     flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
     assert [flow["context"]["source"] for flow in flows] == [SOURCE_REAUTH]
     assert flows[0]["context"]["entry_id"] == init_integration.entry_id
@@ -236,7 +252,10 @@ async def test_malformed_answer(hass: HomeAssistant, cloud: CloudSimulator) -> N
     """A cloud answering nonsense is an update failure, not a crash."""
     cloud.inject_fault("malformed_json")
     await async_poll(hass)
-    assert hass.states.get("light.desk_lamp").state == STATE_UNAVAILABLE
+    assert (
+        hass.states.get(entity_id_of(hass, cloud.stone_id("Desk lamp"), "light")).state
+        == STATE_UNAVAILABLE
+    )
 
 
 async def test_pending_command_on_a_removed_stone(
@@ -244,16 +263,15 @@ async def test_pending_command_on_a_removed_stone(
 ) -> None:
     """A command still waiting for its stone is forgotten when the stone goes."""
     cloud.set_phone(None)
-    await hass.services.async_call(
-        "switch", "turn_on", {"entity_id": "switch.coffee_machine"}, blocking=True
-    )
-    assert hass.states.get("switch.coffee_machine").state == STATE_ON
+    coffee = entity_id_of(hass, cloud.stone_id("Coffee machine"), "outlet")
+    await hass.services.async_call("switch", "turn_on", {"entity_id": coffee}, blocking=True)
+    assert hass.states.get(coffee).state == STATE_ON
 
     cloud.remove_stone(cloud.stone_id("Coffee machine"))
     # Within the optimistic window.
     await init_integration.runtime_data.async_refresh()
     await hass.async_block_till_done()
-    assert hass.states.get("switch.coffee_machine") is None
+    assert hass.states.get(coffee) is None
 
 
 @pytest.mark.usefixtures("init_integration")
@@ -262,11 +280,16 @@ async def test_no_access_is_a_failed_update(hass: HomeAssistant, cloud: CloudSim
     cloud.inject_fault("unauthorized", path="/presentPeople")
     await async_poll(hass)
 
-    assert hass.states.get("light.desk_lamp").state == STATE_UNAVAILABLE
+    assert (
+        hass.states.get(entity_id_of(hass, cloud.stone_id("Desk lamp"), "light")).state
+        == STATE_UNAVAILABLE
+    )
     assert not hass.config_entries.flow.async_progress_by_handler(DOMAIN)
     cloud.clear_faults()
     await async_poll(hass)
-    assert hass.states.get("light.desk_lamp").state == STATE_ON
+    assert (
+        hass.states.get(entity_id_of(hass, cloud.stone_id("Desk lamp"), "light")).state == STATE_ON
+    )
 
 
 @pytest.mark.usefixtures("init_integration")
@@ -280,7 +303,10 @@ async def test_requests_per_poll(hass: HomeAssistant, cloud: CloudSimulator) -> 
     home = cloud.sphere_id("Home")
     cloud.add_user(home, "Dave", "New", "dave@example.com", "dave-password")
     cloud.enter_sphere(cloud.user_id("dave@example.com"), home)
-    await async_wait_until(hass, lambda: hass.states.get("sensor.home_people_present").state == "3")
+    await async_wait_until(
+        hass,
+        lambda: hass.states.get(entity_id_of(hass, cloud.sphere_id("Home"), "people")).state == "3",
+    )
     # The stranger's name is read in the background; that read is not part of the poll.
     await hass.async_block_till_done(wait_background_tasks=True)
     cloud.reset_counters()

@@ -90,10 +90,10 @@ async def test_turn_on(
     await hass.services.async_call(
         LIGHT_DOMAIN,
         SERVICE_TURN_ON,
-        {ATTR_ENTITY_ID: "light.cabin_lamp", **service_data},
+        {ATTR_ENTITY_ID: entity_id_of(hass, cloud.stone_id("Cabin lamp"), "light"), **service_data},
         blocking=True,
     )
-    state = hass.states.get("light.cabin_lamp")
+    state = hass.states.get(entity_id_of(hass, cloud.stone_id("Cabin lamp"), "light"))
     assert state is not None
     assert state.state == STATE_ON
     assert state.attributes[ATTR_BRIGHTNESS] == brightness
@@ -101,7 +101,7 @@ async def test_turn_on(
 
     await async_wait_for_stone_state(cloud, stone_id, sent)
     await async_poll(hass)
-    state = hass.states.get("light.cabin_lamp")
+    state = hass.states.get(entity_id_of(hass, cloud.stone_id("Cabin lamp"), "light"))
     assert state is not None
     assert state.state == STATE_ON
     assert state.attributes[ATTR_BRIGHTNESS] == brightness
@@ -111,9 +111,12 @@ async def test_turn_on(
 async def test_turn_off(hass: HomeAssistant, cloud: CloudSimulator) -> None:
     """Turning off reaches the stone."""
     await hass.services.async_call(
-        LIGHT_DOMAIN, SERVICE_TURN_OFF, {ATTR_ENTITY_ID: "light.desk_lamp"}, blocking=True
+        LIGHT_DOMAIN,
+        SERVICE_TURN_OFF,
+        {ATTR_ENTITY_ID: entity_id_of(hass, cloud.stone_id("Desk lamp"), "light")},
+        blocking=True,
     )
-    state = hass.states.get("light.desk_lamp")
+    state = hass.states.get(entity_id_of(hass, cloud.stone_id("Desk lamp"), "light"))
     assert state is not None
     assert state.state == STATE_OFF
     assert cloud.commands == [(cloud.stone_id("Desk lamp"), "TURN_OFF", None)]
@@ -121,7 +124,9 @@ async def test_turn_off(hass: HomeAssistant, cloud: CloudSimulator) -> None:
 
 
 @pytest.fixture
-def cabin_lamp_states(hass: HomeAssistant) -> list[str]:
+def cabin_lamp_states(
+    hass: HomeAssistant, cloud: CloudSimulator, init_integration: MockConfigEntry
+) -> list[str]:
     """Record every state the cabin lamp takes."""
     states: list[str] = []
 
@@ -130,7 +135,9 @@ def cabin_lamp_states(hass: HomeAssistant) -> list[str]:
         if (state := event.data["new_state"]) is not None:
             states.append(state.state)
 
-    async_track_state_change_event(hass, "light.cabin_lamp", _record)
+    async_track_state_change_event(
+        hass, entity_id_of(hass, cloud.stone_id("Cabin lamp"), "light"), _record
+    )
     return states
 
 
@@ -145,18 +152,21 @@ async def test_optimistic_until_confirmed_or_expired(
     await hass.services.async_call(
         LIGHT_DOMAIN,
         SERVICE_TURN_ON,
-        {ATTR_ENTITY_ID: "light.cabin_lamp", ATTR_BRIGHTNESS: 128},
+        {
+            ATTR_ENTITY_ID: entity_id_of(hass, cloud.stone_id("Cabin lamp"), "light"),
+            ATTR_BRIGHTNESS: 128,
+        },
         blocking=True,
     )
     # A poll within the window still reads the old state.
     await init_integration.runtime_data.async_refresh()
-    state = hass.states.get("light.cabin_lamp")
+    state = hass.states.get(entity_id_of(hass, cloud.stone_id("Cabin lamp"), "light"))
     assert state is not None
     assert state.state == STATE_ON
 
     # No phone ever executed it: once the window closes the light shows the truth.
     await async_poll(hass, timedelta(seconds=31))
-    state = hass.states.get("light.cabin_lamp")
+    state = hass.states.get(entity_id_of(hass, cloud.stone_id("Cabin lamp"), "light"))
     assert state is not None
     assert state.state == STATE_OFF
     assert cabin_lamp_states == [STATE_ON, STATE_OFF]
@@ -175,14 +185,17 @@ async def test_confirmed_only_by_the_read_after_the_window(
     await hass.services.async_call(
         LIGHT_DOMAIN,
         SERVICE_TURN_ON,
-        {ATTR_ENTITY_ID: "light.cabin_lamp", ATTR_BRIGHTNESS: 128},
+        {
+            ATTR_ENTITY_ID: entity_id_of(hass, cloud.stone_id("Cabin lamp"), "light"),
+            ATTR_BRIGHTNESS: 128,
+        },
         blocking=True,
     )
     await async_wait_for_stone_state(cloud, cloud.stone_id("Cabin lamp"), 50)
 
     await async_poll(hass, timedelta(seconds=31))
     assert not coordinator._pending
-    state = hass.states.get("light.cabin_lamp")
+    state = hass.states.get(entity_id_of(hass, cloud.stone_id("Cabin lamp"), "light"))
     assert state is not None
     assert state.state == STATE_ON
     assert state.attributes[ATTR_BRIGHTNESS] == 128
@@ -239,8 +252,8 @@ async def test_refused_command(
 @pytest.mark.usefixtures("init_integration")
 async def test_state_never_reported(hass: HomeAssistant, cloud: CloudSimulator) -> None:
     """A stone that never reported its state is unknown, not off."""
-    cloud.add_stone(cloud.sphere_id("Home"), "New lamp", dimming=True, switch_state=None)
+    stone_id = cloud.add_stone(cloud.sphere_id("Home"), "New lamp", dimming=True, switch_state=None)
     await async_poll(hass)
-    state = hass.states.get("light.new_lamp")
+    state = hass.states.get(entity_id_of(hass, stone_id, "light"))
     assert state is not None
     assert state.state == STATE_UNKNOWN

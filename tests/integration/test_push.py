@@ -37,7 +37,23 @@ from simulators.crownstone_cloud.scenario import add_stone
 
 from . import async_poll, async_wait_for_stream, async_wait_until, entity_id_of, get_device
 
-LIVE_UPDATES = "binary_sensor.crownstone_cloud_live_updates"
+
+def _live_updates(hass: HomeAssistant) -> str:
+    return entity_id_of(hass, "cloud", "live_updates")
+
+
+def _entity(hass: HomeAssistant, cloud_id: str, key: str) -> str | None:
+    """Return the entity id of a cloud object's entity, or None while it is not registered."""
+    (entry,) = hass.config_entries.async_entries(DOMAIN)
+    unique_id = f"{entry.unique_id}_{cloud_id}_{key}"
+    return next(
+        (
+            registered.entity_id
+            for registered in er.async_entries_for_config_entry(er.async_get(hass), entry.entry_id)
+            if registered.unique_id == unique_id
+        ),
+        None,
+    )
 
 
 def _state(hass: HomeAssistant, entity_id: str) -> str | None:
@@ -55,12 +71,23 @@ async def test_switch_state_pushed(hass: HomeAssistant, cloud: CloudSimulator) -
     cloud.reset_counters()
     cloud.set_switch_state(cloud.stone_id("Desk lamp"), 30)
     await async_wait_until(
-        hass, lambda: hass.states.get("light.desk_lamp").attributes.get("brightness") == 76
+        hass,
+        lambda: hass.states.get(
+            entity_id_of(hass, cloud.stone_id("Desk lamp"), "light")
+        ).attributes.get("brightness")
+        == 76,
     )
     cloud.set_switch_state(cloud.stone_id("Coffee machine"), 100)
-    await async_wait_until(hass, lambda: _state(hass, "switch.coffee_machine") == STATE_ON)
+    await async_wait_until(
+        hass,
+        lambda: _state(hass, entity_id_of(hass, cloud.stone_id("Coffee machine"), "outlet"))
+        == STATE_ON,
+    )
     cloud.set_switch_state(cloud.stone_id("Desk lamp"), 0)
-    await async_wait_until(hass, lambda: _state(hass, "light.desk_lamp") == STATE_OFF)
+    await async_wait_until(
+        hass,
+        lambda: _state(hass, entity_id_of(hass, cloud.stone_id("Desk lamp"), "light")) == STATE_OFF,
+    )
 
     assert cloud.request_count() == 0
 
@@ -74,14 +101,27 @@ async def test_push_confirms_a_command(
     await hass.services.async_call(
         "light",
         "turn_on",
-        {ATTR_ENTITY_ID: "light.cabin_lamp", "brightness": 128},
+        {
+            ATTR_ENTITY_ID: entity_id_of(hass, cloud.stone_id("Cabin lamp"), "light"),
+            "brightness": 128,
+        },
         blocking=True,
     )
-    assert hass.states.get("light.cabin_lamp").attributes["brightness"] == 128
+    assert (
+        hass.states.get(entity_id_of(hass, cloud.stone_id("Cabin lamp"), "light")).attributes[
+            "brightness"
+        ]
+        == 128
+    )
     await async_wait_until(hass, lambda: not coordinator._pending)
 
     assert coordinator.crownstone(cloud.stone_id("Cabin lamp")).state == 50
-    assert hass.states.get("light.cabin_lamp").attributes["brightness"] == 128
+    assert (
+        hass.states.get(entity_id_of(hass, cloud.stone_id("Cabin lamp"), "light")).attributes[
+            "brightness"
+        ]
+        == 128
+    )
 
 
 @pytest.mark.usefixtures("init_integration")
@@ -89,13 +129,20 @@ async def test_push_corrects_a_command(hass: HomeAssistant, cloud: CloudSimulato
     """A command no phone carried out is corrected as soon as the stone reports otherwise."""
     cloud.set_phone(None)
     await hass.services.async_call(
-        "switch", "turn_on", {ATTR_ENTITY_ID: "switch.coffee_machine"}, blocking=True
+        "switch",
+        "turn_on",
+        {ATTR_ENTITY_ID: entity_id_of(hass, cloud.stone_id("Coffee machine"), "outlet")},
+        blocking=True,
     )
-    assert _state(hass, "switch.coffee_machine") == STATE_ON
+    assert _state(hass, entity_id_of(hass, cloud.stone_id("Coffee machine"), "outlet")) == STATE_ON
 
     # Well within the optimistic window.
     cloud.set_switch_state(cloud.stone_id("Coffee machine"), 0)
-    await async_wait_until(hass, lambda: _state(hass, "switch.coffee_machine") == STATE_OFF)
+    await async_wait_until(
+        hass,
+        lambda: _state(hass, entity_id_of(hass, cloud.stone_id("Coffee machine"), "outlet"))
+        == STATE_OFF,
+    )
 
 
 @pytest.mark.usefixtures("entity_registry_enabled_by_default", "init_integration")
@@ -109,30 +156,64 @@ async def test_presence_pushed(hass: HomeAssistant, cloud: CloudSimulator) -> No
 
     cloud.enter_location(bob, home, kitchen)
     await async_wait_until(
-        hass, lambda: _state(hass, "binary_sensor.kitchen_occupancy") == STATE_ON
+        hass,
+        lambda: _state(hass, entity_id_of(hass, cloud.location_id("Kitchen"), "occupancy"))
+        == STATE_ON,
     )
-    assert _state(hass, "sensor.kitchen_people_present") == "1"
-    assert _state(hass, "sensor.home_people_present") == "2"
+    assert _state(hass, entity_id_of(hass, cloud.location_id("Kitchen"), "people")) == "1"
+    assert _state(hass, entity_id_of(hass, cloud.sphere_id("Home"), "people")) == "2"
 
     cloud.enter_location(ann, home, kitchen)
-    await async_wait_until(hass, lambda: _state(hass, "sensor.kitchen_people_present") == "2")
+    await async_wait_until(
+        hass,
+        lambda: _state(hass, entity_id_of(hass, cloud.location_id("Kitchen"), "people")) == "2",
+    )
     # Ann left the living room for the kitchen.
-    assert _state(hass, "binary_sensor.living_room_occupancy") == STATE_OFF
+    assert (
+        _state(hass, entity_id_of(hass, cloud.location_id("Living room"), "occupancy")) == STATE_OFF
+    )
 
     cloud.exit_location(bob, home, kitchen)
-    await async_wait_until(hass, lambda: _state(hass, "sensor.kitchen_people_present") == "1")
-    assert _state(hass, "binary_sensor.home_bob_member_present") == STATE_ON
+    await async_wait_until(
+        hass,
+        lambda: _state(hass, entity_id_of(hass, cloud.location_id("Kitchen"), "people")) == "1",
+    )
+    assert (
+        _state(
+            hass,
+            entity_id_of(
+                hass, cloud.sphere_id("Home"), f"presence_{cloud.user_id('bob@example.com')}"
+            ),
+        )
+        == STATE_ON
+    )
 
     cloud.exit_sphere(ann, home)
     await async_wait_until(
-        hass, lambda: _state(hass, "binary_sensor.kitchen_occupancy") == STATE_OFF
+        hass,
+        lambda: _state(hass, entity_id_of(hass, cloud.location_id("Kitchen"), "occupancy"))
+        == STATE_OFF,
     )
-    assert _state(hass, "binary_sensor.home_ann_admin_present") == STATE_OFF
-    assert _state(hass, "sensor.home_people_present") == "1"
+    assert (
+        _state(
+            hass,
+            entity_id_of(hass, cloud.sphere_id("Home"), f"presence_{cloud.user_id(DEMO_EMAIL)}"),
+        )
+        == STATE_OFF
+    )
+    assert _state(hass, entity_id_of(hass, cloud.sphere_id("Home"), "people")) == "1"
 
     cloud.enter_sphere(ann, home)
-    await async_wait_until(hass, lambda: _state(hass, "sensor.home_people_present") == "2")
-    assert _state(hass, "binary_sensor.home_ann_admin_present") == STATE_ON
+    await async_wait_until(
+        hass, lambda: _state(hass, entity_id_of(hass, cloud.sphere_id("Home"), "people")) == "2"
+    )
+    assert (
+        _state(
+            hass,
+            entity_id_of(hass, cloud.sphere_id("Home"), f"presence_{cloud.user_id(DEMO_EMAIL)}"),
+        )
+        == STATE_ON
+    )
 
     assert cloud.request_count() == 0
 
@@ -149,10 +230,8 @@ async def test_presence_of_a_stranger(
     cloud.reset_counters()
 
     cloud.enter_sphere(dave.id, home)
-    await async_wait_until(
-        hass, lambda: entity_registry.async_get("binary_sensor.home_dave_dee_present") is not None
-    )
-    assert _state(hass, "sensor.home_people_present") == "3"
+    await async_wait_until(hass, lambda: _entity(hass, home, f"presence_{dave.id}") is not None)
+    assert _state(hass, entity_id_of(hass, cloud.sphere_id("Home"), "people")) == "3"
     assert cloud.request_count() == cloud.request_count("GET", f"/Spheres/{home}/users") == 1
 
 
@@ -204,19 +283,21 @@ async def test_stones_added_renamed_and_removed(hass: HomeAssistant, cloud: Clou
     cloud.reset_counters()
 
     stone_id = cloud.add_stone(home, "Fan", location_id=cloud.location_id("Bedroom"))
-    await async_wait_until(hass, lambda: hass.states.get("switch.fan") is not None)
-    assert _state(hass, "switch.fan") == STATE_OFF
+    await async_wait_until(hass, lambda: _entity(hass, stone_id, "outlet") is not None)
+    fan = entity_id_of(hass, stone_id, "outlet")
+    await async_wait_until(hass, lambda: hass.states.get(fan) is not None)
+    assert _state(hass, fan) == STATE_OFF
     assert _device(hass, stone_id).suggested_area == "Bedroom"
     assert cloud.request_count() == cloud.request_count("GET", f"/Spheres/{home}/ownedStones") == 1
 
     cloud.rename_stone(stone_id, "Ceiling fan")
     await async_wait_until(hass, lambda: _device(hass, stone_id).name == "Ceiling fan")
     # Entity ids stay; the friendly name follows the device.
-    assert hass.states.get("switch.fan").attributes["friendly_name"] == "Ceiling fan"
+    assert hass.states.get(fan).attributes["friendly_name"] == "Ceiling fan"
 
     cloud.remove_stone(stone_id)
     await async_wait_until(hass, lambda: _device(hass, stone_id) is None)
-    assert hass.states.get("switch.fan") is None
+    assert hass.states.get(fan) is None
 
 
 @pytest.mark.usefixtures("init_integration")
@@ -231,7 +312,9 @@ async def test_name_given_in_home_assistant_wins(
     cloud.rename_stone(stone_id, "Office lamp")
     await async_wait_until(hass, lambda: _device(hass, stone_id).name == "Office lamp")
     assert _device(hass, stone_id).name_by_user == "Reading lamp"
-    assert hass.states.get("light.desk_lamp").attributes["friendly_name"] == "Reading lamp"
+    assert hass.states.get(entity_id_of(hass, stone_id, "light")).attributes["friendly_name"] == (
+        "Reading lamp"
+    )
 
 
 @pytest.mark.usefixtures("init_integration")
@@ -241,34 +324,29 @@ async def test_rooms_and_people_added_renamed_and_removed(
     """Rooms and people change with a targeted read."""
     home = cloud.sphere_id("Home")
     location_id = cloud.add_location(home, "Attic")
-    await async_wait_until(
-        hass, lambda: hass.states.get("binary_sensor.attic_occupancy") is not None
-    )
+    await async_wait_until(hass, lambda: _entity(hass, location_id, "occupancy") is not None)
 
     cloud.rename_location(location_id, "Loft")
     await async_wait_until(hass, lambda: _device(hass, location_id).name == "Loft")
 
+    living = entity_id_of(hass, cloud.location_id("Living room"), "occupancy")
     cloud.remove_location(cloud.location_id("Living room"))
-    await async_wait_until(
-        hass, lambda: hass.states.get("binary_sensor.living_room_occupancy") is None
-    )
+    await async_wait_until(hass, lambda: hass.states.get(living) is None)
     # Ann was in the living room: she is still in the sphere.
-    assert _state(hass, "sensor.home_people_present") == "2"
+    assert _state(hass, entity_id_of(hass, cloud.sphere_id("Home"), "people")) == "2"
 
     user_id = cloud.add_user(home, "Eve", "Ee", "eve@example.com", "eve-password")
-    await async_wait_until(
-        hass, lambda: entity_registry.async_get("binary_sensor.home_eve_ee_present") is not None
-    )
+    await async_wait_until(hass, lambda: _entity(hass, home, f"presence_{user_id}") is not None)
     cloud.remove_user(home, user_id)
-    await async_wait_until(
-        hass, lambda: entity_registry.async_get("binary_sensor.home_eve_ee_present") is None
-    )
+    await async_wait_until(hass, lambda: _entity(hass, home, f"presence_{user_id}") is None)
 
 
 @pytest.mark.usefixtures("entity_registry_enabled_by_default", "init_integration")
 async def test_person_renamed(hass: HomeAssistant, cloud: CloudSimulator) -> None:
     """A person renamed in the Crownstone app is renamed in Home Assistant, in every sphere."""
-    entity_id = "binary_sensor.home_bob_member_present"
+    entity_id = entity_id_of(
+        hass, cloud.sphere_id("Home"), f"presence_{cloud.user_id('bob@example.com')}"
+    )
     assert hass.states.get(entity_id).name == "Home Bob Member present"
     cloud.rename_user(cloud.user_id("bob@example.com"), "Robert", "Member")
     await async_wait_until(
@@ -282,9 +360,10 @@ async def test_person_renamed(hass: HomeAssistant, cloud: CloudSimulator) -> Non
 async def test_sphere_removed(hass: HomeAssistant, cloud: CloudSimulator) -> None:
     """A sphere removed in the cloud leaves at once, with its rooms and Crownstones."""
     cabin = cloud.sphere_id("Cabin")
+    lamp = entity_id_of(hass, cloud.stone_id("Cabin lamp"), "light")
     cloud.remove_sphere(cabin)
     await async_wait_until(hass, lambda: _device(hass, cabin) is None)
-    assert hass.states.get("light.cabin_lamp") is None
+    assert hass.states.get(lamp) is None
 
 
 async def test_new_sphere_reopens_the_stream(
@@ -297,12 +376,13 @@ async def test_new_sphere_reopens_the_stream(
     # A poll (firing the time would also fire the stream's silence timer).
     await init_integration.runtime_data.async_refresh()
     await hass.async_block_till_done()
-    assert _state(hass, "switch.beamer") == STATE_OFF
+    assert _state(hass, entity_id_of(hass, stone_id, "outlet")) == STATE_OFF
     await async_wait_until(hass, lambda: cloud.stream_connections == connections + 1)
     await async_wait_for_stream(init_integration.runtime_data)
 
     cloud.set_switch_state(stone_id, 100)
-    await async_wait_until(hass, lambda: _state(hass, "switch.beamer") == STATE_ON)
+    beamer = entity_id_of(hass, stone_id, "outlet")
+    await async_wait_until(hass, lambda: _state(hass, beamer) == STATE_ON)
 
 
 async def test_stream_not_back_after_reopening(
@@ -315,7 +395,7 @@ async def test_stream_not_back_after_reopening(
     cloud.stream_fault("no_connection")
     await coordinator.async_refresh()
 
-    await async_wait_until(hass, lambda: _state(hass, LIVE_UPDATES) == STATE_OFF)
+    await async_wait_until(hass, lambda: _state(hass, _live_updates(hass)) == STATE_OFF)
     assert coordinator.update_interval == SCAN_INTERVAL_WITHOUT_STREAM
 
 
@@ -347,10 +427,14 @@ async def test_informational_events_change_nothing(
         cloud.emit_event(event)
     # A marker event after them: once it shows, the others were handled.
     cloud.set_switch_state(cloud.stone_id("Porch light"), 100)
-    await async_wait_until(hass, lambda: _state(hass, "switch.porch_light") == STATE_ON)
+    await async_wait_until(
+        hass,
+        lambda: _state(hass, entity_id_of(hass, cloud.stone_id("Porch light"), "switch"))
+        == STATE_ON,
+    )
 
     after = {state.entity_id: state.state for state in hass.states.async_all()}
-    assert after == before | {"switch.porch_light": STATE_ON}
+    assert after == before | {entity_id_of(hass, cloud.stone_id("Porch light"), "switch"): STATE_ON}
     assert cloud.request_count() == 0
 
 
@@ -359,30 +443,32 @@ async def test_live_updates_entity_and_polling(
 ) -> None:
     """The diagnostic entity shows the stream; polling relaxes while it is up."""
     coordinator = init_integration.runtime_data
-    assert _state(hass, LIVE_UPDATES) == STATE_ON
+    assert _state(hass, _live_updates(hass)) == STATE_ON
     assert coordinator.update_interval == SCAN_INTERVAL
 
     cloud.stream_fault("no_connection")
     cloud.drop_streams("reset")
-    await async_wait_until(hass, lambda: _state(hass, LIVE_UPDATES) == STATE_OFF)
+    await async_wait_until(hass, lambda: _state(hass, _live_updates(hass)) == STATE_OFF)
     assert coordinator.update_interval == SCAN_INTERVAL_WITHOUT_STREAM
     # Polling takes over: the cloud is read within a minute.
     requests = cloud.request_count()
     await async_poll(hass, SCAN_INTERVAL_WITHOUT_STREAM)
     assert cloud.request_count() > requests
     # The cloud itself answers: only the live updates are off.
-    assert _state(hass, "light.desk_lamp") == STATE_ON
+    assert _state(hass, entity_id_of(hass, cloud.stone_id("Desk lamp"), "light")) == STATE_ON
 
     cloud.stream_fault(None)
-    await async_wait_until(hass, lambda: _state(hass, LIVE_UPDATES) == STATE_ON)
+    await async_wait_until(hass, lambda: _state(hass, _live_updates(hass)) == STATE_ON)
     assert coordinator.update_interval == SCAN_INTERVAL
 
     # (Firing the time here would fire the stream's silence timer too.)
     cloud.inject_fault("http_503")
     await coordinator.async_refresh()
     await hass.async_block_till_done()
-    assert _state(hass, "light.desk_lamp") == STATE_UNAVAILABLE
-    assert _state(hass, LIVE_UPDATES) == STATE_ON
+    assert (
+        _state(hass, entity_id_of(hass, cloud.stone_id("Desk lamp"), "light")) == STATE_UNAVAILABLE
+    )
+    assert _state(hass, _live_updates(hass)) == STATE_ON
 
 
 async def test_stream_closed_on_unload(
@@ -413,13 +499,19 @@ async def test_events_about_what_is_not_known_yet(
     """A report of a Crownstone or sphere we missed reads the cloud again."""
     home = cloud.sphere_id("Home")
     # Added without the stream telling.
-    stone = add_stone(cloud.sphere(home), "Heater", stone_type="PLUG", switch_state=0)
-    cloud.set_switch_state(stone.id, 100)
-    await async_wait_until(hass, lambda: _state(hass, "switch.heater") == STATE_ON)
+    heater = add_stone(cloud.sphere(home), "Heater", stone_type="PLUG", switch_state=0)
+    cloud.set_switch_state(heater.id, 100)
+    await async_wait_until(hass, lambda: _entity(hass, heater.id, "outlet") is not None)
+    await async_wait_until(
+        hass, lambda: _state(hass, entity_id_of(hass, heater.id, "outlet")) == STATE_ON
+    )
 
     stone = add_stone(cloud.sphere(home), "Lava lamp", stone_type="PLUG", switch_state=100)
     cloud.set_ability(stone.id, "dimming", True)
-    await async_wait_until(hass, lambda: _state(hass, "light.lava_lamp") == STATE_ON)
+    await async_wait_until(hass, lambda: _entity(hass, stone.id, "light") is not None)
+    await async_wait_until(
+        hass, lambda: _state(hass, entity_id_of(hass, stone.id, "light")) == STATE_ON
+    )
 
     # Both ask for a full refresh: one is made.
     unknown_sphere = {"id": "5f1b00000000000000000000", "name": "Elsewhere", "uid": 9}
@@ -448,9 +540,8 @@ async def test_changes_in_a_burst_share_reads(hass: HomeAssistant, cloud: CloudS
     """Many changes at once cost a read or two, not one each."""
     home = cloud.sphere_id("Home")
     cloud.reset_counters()
-    for number in range(5):
-        cloud.add_stone(home, f"Plug {number}")
-    await async_wait_until(hass, lambda: hass.states.get("switch.plug_4") is not None)
+    plugs = [cloud.add_stone(home, f"Plug {number}") for number in range(5)]
+    await async_wait_until(hass, lambda: _entity(hass, plugs[-1], "outlet") is not None)
     assert cloud.request_count("GET", "/ownedStones") <= 2
 
 
@@ -459,8 +550,8 @@ async def test_a_failed_read_reads_everything(hass: HomeAssistant, cloud: CloudS
     """When the targeted read fails, a full refresh takes its place."""
     home = cloud.sphere_id("Home")
     cloud.inject_fault("http_503", path="/ownedStones", count=1)
-    cloud.add_stone(home, "Kettle")
-    await async_wait_until(hass, lambda: hass.states.get("switch.kettle") is not None)
+    kettle = cloud.add_stone(home, "Kettle")
+    await async_wait_until(hass, lambda: _entity(hass, kettle, "outlet") is not None)
 
 
 async def test_unload_while_a_command_waits(
@@ -469,7 +560,10 @@ async def test_unload_while_a_command_waits(
     """A command still waiting for its stone leaves no timer behind on unload."""
     cloud.set_phone(None)
     await hass.services.async_call(
-        "switch", "turn_on", {ATTR_ENTITY_ID: "switch.coffee_machine"}, blocking=True
+        "switch",
+        "turn_on",
+        {ATTR_ENTITY_ID: entity_id_of(hass, cloud.stone_id("Coffee machine"), "outlet")},
+        blocking=True,
     )
     coordinator = init_integration.runtime_data
     assert coordinator._pending
@@ -488,12 +582,12 @@ async def test_switched_during_a_poll(hass: HomeAssistant, cloud: CloudSimulator
         while cloud.request_count(path_contains="/spheres") == polled:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
         cloud.set_switch_state(cloud.stone_id("Desk lamp"), 0)
-        while _state(hass, "light.desk_lamp") != STATE_OFF:  # noqa: ASYNC110
+        while _state(hass, entity_id_of(hass, cloud.stone_id("Desk lamp"), "light")) != STATE_OFF:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
 
     await hass.async_block_till_done(wait_background_tasks=True)
     assert cloud.request_count(path_contains="/presentPeople") > 0  # the poll did end
-    assert _state(hass, "light.desk_lamp") == STATE_OFF
+    assert _state(hass, entity_id_of(hass, cloud.stone_id("Desk lamp"), "light")) == STATE_OFF
 
 
 @pytest.fixture
