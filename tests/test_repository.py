@@ -29,7 +29,7 @@ import pytest
 ROOT = Path(__file__).parent.parent
 DOMAIN = "crownstone_spotflow"
 PACKAGE = ROOT / "custom_components" / DOMAIN
-LIBRARIES = ("cloud", "spotflow")
+LIBRARIES = ("crownstone", "spotflow")
 PLATFORMS = {platform.value for platform in Platform}
 
 
