@@ -20,7 +20,7 @@ import aiohttp
 from crownstone_cloud import CrownstoneCloud as PublishedCloud  # type: ignore[import-untyped]
 import crownstone_cloud.helpers.requests as published_requests  # type: ignore[import-untyped]
 
-from custom_components.crownstone_spotflow.cloud import CrownstoneCloud
+from custom_components.crownstone_spotflow.crownstone import CrownstoneCloud
 from simulators.crownstone_cloud import (
     DEMO_EMAIL,
     DEMO_PASSWORD,

@@ -32,13 +32,13 @@ from pytest_homeassistant_custom_component.common import (
     async_test_home_assistant,
 )
 
-from custom_components.crownstone_spotflow.cloud import hash_password
 from custom_components.crownstone_spotflow.const import (
     CONF_CLOUD_URL,
     CONF_PASSWORD_SHA1,
     CONF_SSE_URL,
     DOMAIN,
 )
+from custom_components.crownstone_spotflow.crownstone import hash_password
 from simulators.crownstone_cloud import (
     DEMO_EMAIL,
     DEMO_PASSWORD,

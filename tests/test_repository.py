@@ -34,7 +34,7 @@ from tests.flow_modules import flow_modules
 ROOT = Path(__file__).parent.parent
 DOMAIN = "crownstone_spotflow"
 PACKAGE = ROOT / "custom_components" / DOMAIN
-LIBRARIES = ("cloud", "spotflow")
+LIBRARIES = ("crownstone", "spotflow")
 PLATFORMS = {platform.value for platform in Platform}
 
 

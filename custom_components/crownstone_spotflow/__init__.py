@@ -11,9 +11,9 @@ from homeassistant.const import CONF_PASSWORD, Platform
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 
-from .cloud import hash_password
 from .const import CONF_PASSWORD_SHA1, DOMAIN, LOGGER
 from .coordinator import CrownstoneConfigEntry, CrownstoneDataUpdateCoordinator
+from .crownstone import hash_password
 from .mirror import (
     async_remove_mirror_entry,
     async_setup_mirror_entry,

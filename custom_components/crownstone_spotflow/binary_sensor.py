@@ -17,9 +17,9 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .cloud import Sphere, User
 from .const import MANUFACTURER
-from .coordinator import CrownstoneDataUpdateCoordinator
+from .coordinator import ACCOUNT_OBJECT_ID, CrownstoneDataUpdateCoordinator
+from .crownstone import Sphere, User
 from .entity import CrownstoneEntity, CrownstonePlaceEntity, entity_unique_id
 from .helpers import WantedEntities, async_track_entities, wanted_place_entities
 from .mirror import is_mirror_entry
@@ -43,9 +43,6 @@ PLACE_DESCRIPTIONS = (
     ),
 )
 
-
-# The live updates entity belongs to the account's service device, not to a cloud object.
-ACCOUNT_OBJECT_ID = "cloud"
 
 LIVE_UPDATES_DESCRIPTION = BinarySensorEntityDescription(
     key="live_updates",
@@ -126,6 +123,7 @@ class CrownstonePersonBinarySensorEntity(CrownstonePlaceEntity, BinarySensorEnti
         """Initialize the entity."""
         super().__init__(coordinator, description, sphere)
         self._user_id = user.cloud_id
+        self._object_key = (sphere.cloud_id, user.cloud_id)
         self._attr_translation_placeholders = {"person": user.full_name}
 
     @property

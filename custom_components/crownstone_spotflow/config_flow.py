@@ -17,7 +17,15 @@ from homeassistant.helpers.selector import (
 )
 import voluptuous as vol
 
-from .cloud import (
+from .const import (
+    CONF_CLOUD_URL,
+    CONF_PASSWORD_SHA1,
+    CONF_SSE_URL,
+    DOMAIN,
+    LOGGER,
+    SECTION_ADVANCED,
+)
+from .crownstone import (
     DEFAULT_BASE_URL,
     DEFAULT_SSE_URL,
     CrownstoneAuthenticationError,
@@ -27,14 +35,6 @@ from .cloud import (
     CrownstoneInvalidResponseError,
     CrownstoneUnknownError,
     hash_password,
-)
-from .const import (
-    CONF_CLOUD_URL,
-    CONF_PASSWORD_SHA1,
-    CONF_SSE_URL,
-    DOMAIN,
-    LOGGER,
-    SECTION_ADVANCED,
 )
 from .mirror import MirrorConfigEntry, is_mirror_entry
 from .mirror.config_flow import MirrorConfigFlowSteps, MirrorOptionsFlow

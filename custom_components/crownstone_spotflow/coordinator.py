@@ -3,34 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
 from homeassistant.config_entries import ConfigEntry
-from homeassistant.const import CONF_EMAIL, EVENT_HOMEASSISTANT_STOP
+from homeassistant.const import CONF_EMAIL, EVENT_HOMEASSISTANT_STOP, Platform
 from homeassistant.core import CALLBACK_TYPE, Event as HassEvent, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.event import async_call_later
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 
-from .cloud import (
-    Crownstone,
-    CrownstoneCloud,
-    CrownstoneConnectionError,
-    CrownstoneCredentialsError,
-    CrownstoneError,
-    CrownstoneEventStream,
-    DataChangeSubType,
-    Event,
-    Location,
-    Sphere,
-    Spheres,
-    SwitchStateUpdateEvent,
-)
 from .const import (
     CONF_CLOUD_URL,
     CONF_PASSWORD_SHA1,
@@ -41,9 +28,31 @@ from .const import (
     SCAN_INTERVAL,
     SCAN_INTERVAL_WITHOUT_STREAM,
 )
-from .push import StalePart, apply_event, stale_part
+from .crownstone import (
+    Changes,
+    Crownstone,
+    CrownstoneCloud,
+    CrownstoneConnectionError,
+    CrownstoneCredentialsError,
+    CrownstoneError,
+    CrownstoneEventStream,
+    DataChangeSubType,
+    Event,
+    Location,
+    Sphere,
+    SpherePerson,
+    Spheres,
+    StalePart,
+    SwitchStateUpdateEvent,
+)
 
 type CrownstoneConfigEntry = ConfigEntry[CrownstoneDataUpdateCoordinator]
+
+# What an entity listens to: the cloud id of its object, or a person's presence in a sphere.
+type ObjectKey = str | SpherePerson
+
+# The live updates entity stands for the account's connection, not for a cloud object.
+ACCOUNT_OBJECT_ID = "cloud"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,6 +102,12 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
     The cloud client updates its objects in place, so entities look their object up by id on
     every update instead of holding on to it. Pushed events change those objects and notify
     the entities at once; polling is the safety net, and takes over while the stream is down.
+
+    An event, a command or a read writes only the entities of the objects it changed (the
+    library says which): the cost of an event does not grow with the account. The
+    coordinator's own listeners (every entity, the entity and device trackers) hear only what
+    concerns them all: a refresh, a change of availability, objects that came, went or were
+    renamed.
     """
 
     config_entry: CrownstoneConfigEntry
@@ -116,9 +131,11 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
         self._stream_was_up = False
         self._stale: set[StalePart] = set()
         self._stale_reader: asyncio.Task[None] | None = None
-        # A read may answer with what the cloud knew before the events heard meanwhile.
-        self._reads = 0
-        self._heard_while_reading: list[Event] = []
+        # What reads changed, for the entities of those objects once the refresh is over.
+        self._changes = Changes()
+        self._object_listeners: dict[ObjectKey, list[CALLBACK_TYPE]] = {}
+        # Stone id -> the platform of its power entity, for the life of the stone.
+        self._power_platforms: dict[str, Platform] | None = None
         self._unsub_hass_stop: CALLBACK_TYPE | None = None
         super().__init__(
             hass,
@@ -134,8 +151,8 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
         Users are read with a sphere new to the account, and again when presence names a
         stranger or the stream says they changed, not on every poll.
         """
-        with _translated_errors(), self._events_replayed_after_read():
-            await self.cloud.async_synchronize()
+        with _translated_errors():
+            self._changes.update(await self.cloud.async_synchronize())
         if self.stream.connected and not self._sphere_ids() <= self._streamed_spheres:
             LOGGER.debug("New sphere: reopening the event stream to hear its events")
             self.config_entry.async_create_background_task(
@@ -181,8 +198,7 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
                     self.hass, self.async_request_refresh(), "crownstone_spotflow resync"
                 )
             self._stream_was_up = True
-        # The live updates entity shows the connection.
-        self.async_update_listeners()
+        self._async_publish(Changes(objects={ACCOUNT_OBJECT_ID}))
 
     @callback
     def _async_stream_refused(self, _error: CrownstoneError) -> None:
@@ -196,14 +212,13 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
     @callback
     def _async_handle_event(self, event: Event) -> None:
         """Apply a pushed change at once; read again what an event says is out of date."""
-        if isinstance(event, SwitchStateUpdateEvent):
-            # The stone's own report ends the wait for a command, whatever it says.
-            self._forget_pending(event.crownstone_id)
-        if self._reads:
-            self._heard_while_reading.append(event)
-        if apply_event(self.data, event):
-            self.async_update_listeners()
-        if (part := stale_part(self.data, event)) is not None:
+        changes = self.cloud.apply_event(event)
+        if isinstance(event, SwitchStateUpdateEvent) and self._forget_pending(event.crownstone_id):
+            # The stone's own report ends the wait for a command, whatever it says: the entity
+            # shows it even when it is the state the stone had before the command.
+            changes.objects.add(event.crownstone_id)
+        self._async_publish(changes)
+        if (part := self.cloud.stale_part(event)) is not None:
             self._stale.add(part)
             if self._stale_reader is None or self._stale_reader.done():
                 self._stale_reader = self.config_entry.async_create_background_task(
@@ -217,54 +232,59 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
             if any(sub_type == DataChangeSubType.SPHERES for _, sub_type in stale):
                 await self.async_request_refresh()
                 continue
+            changes = Changes()
             try:
-                for sphere_id, sub_type in stale:
-                    await self._async_read_part(sphere_id, sub_type)
+                for part in stale:
+                    changes.update(await self.cloud.async_read_part(part))
             except CrownstoneError as error:
                 LOGGER.debug("Reading a change failed (%s); reading everything", error)
+                # Shown with the refresh, with what it finds.
+                self._changes.update(changes)
                 await self.async_request_refresh()
                 continue
-            self.async_update_listeners()
+            self._async_publish(changes)
 
-    async def _async_read_part(self, sphere_id: str, sub_type: DataChangeSubType) -> None:
-        """Read one kind of item of a sphere (changes of spheres cause a full refresh instead)."""
-        if (sphere := self.sphere(sphere_id)) is None:
-            return
-        with self._events_replayed_after_read():
-            if sub_type is DataChangeSubType.STONES:
-                await sphere.crownstones.async_update_crownstone_data()
-            elif sub_type is DataChangeSubType.LOCATIONS:
-                await sphere.locations.async_update_location_data()
-                # A new room's people, and those of a removed one.
-                await sphere.async_update_sphere_presence()
-            else:
-                await sphere.users.async_update_user_data()
+    @callback
+    def async_add_object_listener(self, key: ObjectKey, listener: CALLBACK_TYPE) -> CALLBACK_TYPE:
+        """Call listener whenever the object (or person in a sphere) changes; returns the undo."""
+        listeners = self._object_listeners.setdefault(key, [])
+        listeners.append(listener)
 
-    @contextmanager
-    def _events_replayed_after_read(self) -> Iterator[None]:
-        """Apply the events heard during a read again once it is over.
+        @callback
+        def remove() -> None:
+            listeners.remove(listener)
+            if not listeners:
+                del self._object_listeners[key]
 
-        The cloud may have answered before those events happened: without this, a lamp switched
-        during a poll would show its old state until the next poll.
-        """
-        self._reads += 1
-        try:
-            yield
-        finally:
-            self._reads -= 1
-            if not self._reads:
-                heard, self._heard_while_reading = self._heard_while_reading, []
-                for event in heard:
-                    apply_event(self.cloud.cloud_data, event)
+        return remove
 
     @callback
     def async_update_listeners(self) -> None:
-        """Forget the commands the cloud confirmed, then update the entities."""
-        for stone_id, pending in list(self._pending.items()):
+        """Update every listener (after a refresh, or on a change of availability)."""
+        changes, self._changes = self._changes, Changes()
+        self._async_publish(changes, everyone=True)
+
+    @callback
+    def _async_publish(self, changes: Changes, *, everyone: bool = False) -> None:
+        """Show changes to the listeners of the objects they touched.
+
+        Every listener hears about it too when objects came, went or were renamed: that is what
+        adds and removes entities and renames devices.
+        """
+        self._forget_confirmed(self._pending.keys() if everyone else changes.objects)
+        if everyone or changes.structure:
+            super().async_update_listeners()
+        keys: list[ObjectKey] = [*changes.objects, *changes.people]
+        for key in keys:
+            for listener in list(self._object_listeners.get(key, ())):
+                listener()
+
+    def _forget_confirmed(self, stone_ids: Iterable[str]) -> None:
+        """Forget the commands the cloud confirmed, and those of stones that are gone."""
+        for stone_id in [stone_id for stone_id in stone_ids if stone_id in self._pending]:
             stone = self.crownstone(stone_id)
-            if stone is None or pending.confirmed_by(stone.state):
+            if stone is None or self._pending[stone_id].confirmed_by(stone.state):
                 self._forget_pending(stone_id)
-        super().async_update_listeners()
 
     async def async_shutdown(self) -> None:
         """Close the event stream and cancel the expiry timers of pending commands."""
@@ -287,11 +307,14 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
                 self.hass, OPTIMISTIC_WINDOW, partial(self._async_pending_expired, stone.cloud_id)
             ),
         )
-        self.async_update_listeners()
+        self._async_publish(Changes(objects={stone.cloud_id}))
 
-    def _forget_pending(self, stone_id: str) -> None:
-        if (pending := self._pending.pop(stone_id, None)) is not None:
-            pending.cancel_expiry()
+    def _forget_pending(self, stone_id: str) -> bool:
+        """Forget a command; return whether there was one."""
+        if (pending := self._pending.pop(stone_id, None)) is None:
+            return False
+        pending.cancel_expiry()
+        return True
 
     async def _async_pending_expired(self, stone_id: str, _now: datetime) -> None:
         """Read the true state once the window closed, then show it.
@@ -306,7 +329,7 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
         # Unless the refresh confirmed it, or a new command replaced it meanwhile.
         if self._pending.get(stone_id) is pending:
             del self._pending[stone_id]
-            self.async_update_listeners()
+            self._async_publish(Changes(objects={stone_id}))
 
     def switch_state(self, stone: Crownstone) -> int | None:
         """Return the switch state (0..100) to show; a pending command wins over the cloud.
@@ -329,8 +352,11 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
         """Return a sphere by its cloud id."""
         return self.data.find_by_id(sphere_id)
 
-    def crownstone(self, stone_id: str) -> Crownstone | None:
-        """Return a Crownstone by its cloud id, whichever sphere it is in."""
+    def crownstone(self, stone_id: str, sphere_id: str | None = None) -> Crownstone | None:
+        """Return a Crownstone by its cloud id (in its sphere, when given: a single lookup)."""
+        if sphere_id is not None:
+            sphere = self.sphere(sphere_id)
+            return None if sphere is None else sphere.crownstones.find_by_id(stone_id)
         for sphere in self.data:
             if (stone := sphere.crownstones.find_by_id(stone_id)) is not None:
                 return stone
@@ -350,6 +376,34 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
             names.update((location.cloud_id, location.name) for location in sphere.locations)
             names.update((stone.cloud_id, stone.name) for stone in sphere.crownstones)
         return names
+
+    def power_platform(self, stone: Crownstone) -> Platform:
+        """Return the platform of a Crownstone's power entity: chosen once, kept for life.
+
+        Turning dimming off in the Crownstone app must not delete a light and create a switch:
+        that breaks the dashboards and automations that use it. A Crownstone the entity
+        registry knows keeps the platform it has there; a new one is a light if it can dim
+        when first seen, else a switch.
+        """
+        if self._power_platforms is None:
+            self._power_platforms = self._registered_power_platforms()
+        if (platform := self._power_platforms.get(stone.cloud_id)) is None:
+            platform = Platform.LIGHT if stone.dimming_enabled else Platform.SWITCH
+            self._power_platforms[stone.cloud_id] = platform
+        return platform
+
+    def _registered_power_platforms(self) -> dict[str, Platform]:
+        """Read the platform of every power entity of the account from the entity registry."""
+        registry = er.async_get(self.hass)
+        prefix = f"{self.account_id}_"
+        return {
+            # Unique ids are "<account>_<stone>_<key>" (entity.entity_unique_id); cloud ids and
+            # the keys of power entities hold no underscore.
+            entry.unique_id.removeprefix(prefix).rsplit("_", 1)[0]: Platform(entry.domain)
+            for entry in er.async_entries_for_config_entry(registry, self.config_entry.entry_id)
+            if entry.domain in (Platform.LIGHT, Platform.SWITCH)
+            and entry.unique_id.startswith(prefix)
+        }
 
     def _sphere_ids(self) -> set[str]:
         return {sphere.cloud_id for sphere in self.data}

@@ -9,8 +9,8 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_EMAIL
 from homeassistant.core import HomeAssistant
 
-from .cloud import Crownstone, Location, Sphere, User
 from .const import CONF_PASSWORD_SHA1
+from .crownstone import Crownstone, Location, Sphere, User
 from .mirror import is_mirror_entry
 from .mirror.diagnostics import async_get_mirror_diagnostics
 

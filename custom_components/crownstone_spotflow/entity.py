@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from homeassistant.core import callback
 from homeassistant.helpers.device_registry import CONNECTION_BLUETOOTH, DeviceInfo, format_mac
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
-from .cloud import Crownstone, Location, Sphere
 from .const import MANUFACTURER, STONE_MODELS
-from .coordinator import CrownstoneDataUpdateCoordinator
+from .coordinator import CrownstoneDataUpdateCoordinator, ObjectKey
+from .crownstone import Crownstone, Location, Sphere
 
 
 def entity_unique_id(
@@ -29,9 +30,16 @@ class CrownstoneStoneEntityDescription(EntityDescription):
 
 
 class CrownstoneEntity(CoordinatorEntity[CrownstoneDataUpdateCoordinator]):
-    """An entity of one cloud object (a Crownstone, a sphere or a room)."""
+    """An entity of one cloud object (a Crownstone, a sphere or a room).
+
+    It writes its state when its object changes, not on every update of the coordinator: an
+    event then costs one write, not one per entity of the account. The coordinator's own
+    updates reach every entity, which shows what they can change for all: availability.
+    """
 
     _attr_has_entity_name = True
+    # What the entity shows changes with this object (or person in a sphere).
+    _object_key: ObjectKey
 
     def __init__(
         self,
@@ -46,6 +54,24 @@ class CrownstoneEntity(CoordinatorEntity[CrownstoneDataUpdateCoordinator]):
         self.entity_description = description
         self._attr_unique_id = entity_unique_id(coordinator, object_id, description)
         self._attr_device_info = device_info
+        self._object_key = object_id
+        self._available_shown: bool | None = None
+
+    async def async_added_to_hass(self) -> None:
+        """Follow the changes of the entity's object."""
+        await super().async_added_to_hass()
+        self.async_on_remove(
+            self.coordinator.async_add_object_listener(self._object_key, self.async_write_ha_state)
+        )
+        # Home Assistant writes the first state right after this.
+        self._available_shown = self.available
+
+    @callback
+    def _handle_coordinator_update(self) -> None:
+        """Write the state only if availability changed; data changes come per object."""
+        if (available := self.available) != self._available_shown:
+            self._available_shown = available
+            self.async_write_ha_state()
 
 
 class CrownstoneStoneEntity(CrownstoneEntity):
@@ -77,25 +103,26 @@ class CrownstoneStoneEntity(CrownstoneEntity):
                 manufacturer=MANUFACTURER,
                 model=STONE_MODELS.get(stone.type, stone.type),
                 name=str(stone.name),
-                suggested_area=str(location.name) if location else None,
+                suggested_area=_suggested_area(str(stone.name), location),
                 sw_version=stone.sw_version,
             ),
         )
         self._crownstone = stone
 
+    def _lookup(self) -> Crownstone | None:
+        return self.coordinator.crownstone(self._crownstone.cloud_id, self._crownstone.sphere_id)
+
     @property
     def crownstone(self) -> Crownstone:
         """Return the Crownstone as last seen."""
-        if (stone := self.coordinator.crownstone(self._crownstone.cloud_id)) is not None:
+        if (stone := self._lookup()) is not None:
             self._crownstone = stone
         return self._crownstone
 
     @property
     def available(self) -> bool:
         """Return whether the cloud is reachable and the Crownstone still exists."""
-        return (
-            super().available and self.coordinator.crownstone(self._crownstone.cloud_id) is not None
-        )
+        return super().available and self._lookup() is not None
 
     @property
     def is_on(self) -> bool | None:
@@ -103,6 +130,22 @@ class CrownstoneStoneEntity(CrownstoneEntity):
         if (state := self.coordinator.switch_state(self.crownstone)) is None:
             return None
         return state > 0
+
+
+def _suggested_area(device_name: str, location: Location | None) -> str | None:
+    """Return the room to put a Crownstone's device in, unless its name already says it.
+
+    From Home Assistant 2026 entity ids start with the area: "Kitchen spots" in the area Kitchen
+    would read switch.kitchen_kitchen_spots. Such a device stays out of the area (the person can
+    put it there; the ids, once made, stay).
+    """
+    if location is None:
+        return None
+    room = str(location.name)
+    words = device_name.casefold().split()
+    if words[: len(room.split())] == room.casefold().split():
+        return None
+    return room
 
 
 def _bluetooth_address(mac: str) -> str:

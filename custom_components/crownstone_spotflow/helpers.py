@@ -13,7 +13,9 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .cloud import (
+from .const import DOMAIN
+from .coordinator import CrownstoneDataUpdateCoordinator
+from .crownstone import (
     MIN_BRIGHTNESS,
     Crownstone,
     CrownstoneAbilityError,
@@ -24,8 +26,6 @@ from .cloud import (
     Location,
     Sphere,
 )
-from .const import DOMAIN
-from .coordinator import CrownstoneDataUpdateCoordinator
 from .entity import (
     CrownstoneEntity,
     CrownstonePlaceEntity,
@@ -57,7 +57,7 @@ def crownstone_exception_handler[_FuncT: Callable[..., Coroutine[Any, Any, None]
         except CrownstoneError as error:
             if not isinstance(error, CrownstoneConnectionError):
                 # Our copy of the stone may be out of date (its dimming switched off elsewhere,
-                # say): read it again so the entity shows the truth, on the right platform.
+                # say): read it again so the entity shows the truth.
                 # In the background: the caller learns of the refusal without waiting for it.
                 self.coordinator.config_entry.async_create_background_task(
                     self.hass,
@@ -114,9 +114,8 @@ def async_track_entities(
 ) -> None:
     """Add the entities the cloud data calls for, and remove those it no longer does.
 
-    Runs on every update, so new Crownstones, rooms and spheres appear without a restart, and
-    a Crownstone whose dimming was switched on or off moves between the light and switch
-    platforms. Only new entities are created: this runs on every pushed event too.
+    Runs on every update of the coordinator (a refresh, or objects that came or went), so new
+    Crownstones, rooms and spheres appear without a restart. Only new entities are created.
     """
     entry = coordinator.config_entry
     registry = er.async_get(coordinator.hass)
@@ -161,7 +160,7 @@ def async_track_stone_entities[DescriptionT: CrownstoneStoneEntityDescription](
         [CrownstoneDataUpdateCoordinator, DescriptionT, Crownstone], CrownstoneStoneEntity
     ],
 ) -> None:
-    """Track one entity per Crownstone and description that exists for it."""
+    """Track one entity per Crownstone and description that exists for it on this platform."""
     async_track_entities(
         coordinator,
         platform,
@@ -174,7 +173,7 @@ def async_track_stone_entities[DescriptionT: CrownstoneStoneEntityDescription](
             for sphere in coordinator.data
             for stone in sphere.crownstones
             for description in descriptions
-            if description.exists_fn(stone)
+            if description.exists_fn(stone) and coordinator.power_platform(stone) == platform
         ),
     )
 

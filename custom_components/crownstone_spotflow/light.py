@@ -1,4 +1,4 @@
-"""Crownstones that dim, as lights."""
+"""Crownstones that could dim when first seen, as lights (for life: see power_platform)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ DESCRIPTIONS = (
     CrownstoneLightEntityDescription(
         key="light",
         name=None,
-        exists_fn=lambda stone: stone.switches_power and stone.dimming_enabled,
+        exists_fn=lambda stone: stone.switches_power,
     ),
 )
 
@@ -53,15 +53,25 @@ async def async_setup_entry(
 
 
 class CrownstoneLightEntity(CrownstoneStoneEntity, LightEntity):
-    """A Crownstone that dims."""
+    """A Crownstone as a light: with brightness while its dimming is enabled, on/off without."""
 
-    _attr_color_mode = ColorMode.BRIGHTNESS
-    _attr_supported_color_modes = {ColorMode.BRIGHTNESS}  # noqa: RUF012 (typed as set by HA)
     entity_description: CrownstoneLightEntityDescription
 
     @property
-    def brightness(self) -> int:
-        """Return the brightness (0..255); Home Assistant reads it only while on."""
+    def color_mode(self) -> ColorMode:
+        """Return BRIGHTNESS while dimming is enabled, else ONOFF."""
+        return ColorMode.BRIGHTNESS if self.crownstone.dimming_enabled else ColorMode.ONOFF
+
+    @property
+    def supported_color_modes(self) -> set[ColorMode]:
+        """Return the one color mode the light has now."""
+        return {self.color_mode}
+
+    @property
+    def brightness(self) -> int | None:
+        """Return the brightness (0..255) while dimming is enabled; read only while on."""
+        if self.color_mode is ColorMode.ONOFF:
+            return None
         return percentage_to_brightness(self.coordinator.switch_state(self.crownstone) or 0)
 
     @crownstone_exception_handler

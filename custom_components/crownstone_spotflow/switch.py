@@ -1,4 +1,4 @@
-"""Crownstones that do not dim, as switches."""
+"""Crownstones that could not dim when first seen, as switches (for life: see power_platform)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .cloud import Crownstone
 from .coordinator import CrownstoneConfigEntry
 from .entity import CrownstoneStoneEntity, CrownstoneStoneEntityDescription
 from .helpers import async_track_stone_entities, crownstone_exception_handler
@@ -27,22 +26,18 @@ class CrownstoneSwitchEntityDescription(SwitchEntityDescription, CrownstoneStone
     """Describes a Crownstone switch."""
 
 
-def _switches_without_dimming(stone: Crownstone) -> bool:
-    return stone.switches_power and not stone.dimming_enabled
-
-
 DESCRIPTIONS = (
     CrownstoneSwitchEntityDescription(
         key="outlet",
         name=None,
         device_class=SwitchDeviceClass.OUTLET,
-        exists_fn=lambda stone: stone.type == "PLUG" and _switches_without_dimming(stone),
+        exists_fn=lambda stone: stone.type == "PLUG" and stone.switches_power,
     ),
     CrownstoneSwitchEntityDescription(
         key="switch",
         name=None,
         device_class=SwitchDeviceClass.SWITCH,
-        exists_fn=lambda stone: stone.type != "PLUG" and _switches_without_dimming(stone),
+        exists_fn=lambda stone: stone.type != "PLUG" and stone.switches_power,
     ),
 )
 
@@ -63,7 +58,7 @@ async def async_setup_entry(
 
 
 class CrownstoneSwitchEntity(CrownstoneStoneEntity, SwitchEntity):
-    """A Crownstone that switches without dimming."""
+    """A Crownstone that switches (turning its dimming on later makes no dimmer of it)."""
 
     entity_description: CrownstoneSwitchEntityDescription
 

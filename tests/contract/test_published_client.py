@@ -22,7 +22,7 @@ from crownstone_cloud.exceptions import (
 import crownstone_cloud.helpers.requests
 import pytest
 
-from custom_components.crownstone_spotflow.cloud import CrownstoneCloud as OwnCloud
+from custom_components.crownstone_spotflow.crownstone import CrownstoneCloud as OwnCloud
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 from tests.simulators.helpers import EventReader, login, open_stream
 

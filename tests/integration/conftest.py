@@ -16,13 +16,13 @@ from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotEx
 from syrupy.assertion import SnapshotAssertion
 from syrupy.location import PyTestLocation
 
-from custom_components.crownstone_spotflow.cloud import CrownstoneEventStream, hash_password
 from custom_components.crownstone_spotflow.const import (
     CONF_CLOUD_URL,
     CONF_PASSWORD_SHA1,
     CONF_SSE_URL,
     DOMAIN,
 )
+from custom_components.crownstone_spotflow.crownstone import CrownstoneEventStream, hash_password
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 
 from . import async_wait_for_stream
@@ -125,6 +125,18 @@ class _SnapshotPerHomeAssistantYear(HomeAssistantSnapshotExtension):
     @classmethod
     def dirname(cls, *, test_location: PyTestLocation) -> str:
         return str(Path(test_location.filepath).parent / "snapshots" / f"ha{HA_VERSION[:4]}")
+
+
+class SnapshotForEveryRelease(HomeAssistantSnapshotExtension):
+    """For output that does not depend on the release (diagnostics).
+
+    A folder of its own: syrupy looks for snapshots below its folder, and would take the other
+    leg's snapshots for unused ones (and delete them with --snapshot-update).
+    """
+
+    @classmethod
+    def dirname(cls, *, test_location: PyTestLocation) -> str:
+        return str(Path(test_location.filepath).parent / "snapshots" / "every-release")
 
 
 @pytest.fixture

@@ -15,17 +15,17 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 import voluptuous as vol
 
-from custom_components.crownstone_spotflow.cloud import (
-    DEFAULT_BASE_URL,
-    DEFAULT_SSE_URL,
-    CrownstoneCloud,
-)
 from custom_components.crownstone_spotflow.const import (
     CONF_CLOUD_URL,
     CONF_PASSWORD_SHA1,
     CONF_SSE_URL,
     DOMAIN,
     SECTION_ADVANCED,
+)
+from custom_components.crownstone_spotflow.crownstone import (
+    DEFAULT_BASE_URL,
+    DEFAULT_SSE_URL,
+    CrownstoneCloud,
 )
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 

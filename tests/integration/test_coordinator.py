@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import logging
 
+from homeassistant.components.automation import DOMAIN as AUTOMATION_DOMAIN
+from homeassistant.components.light import (
+    ATTR_BRIGHTNESS,
+    ATTR_COLOR_MODE,
+    ATTR_SUPPORTED_COLOR_MODES,
+    ColorMode,
+)
 from homeassistant.config_entries import SOURCE_REAUTH
-from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
+from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -15,7 +23,7 @@ from custom_components.crownstone_spotflow import async_remove_config_entry_devi
 from custom_components.crownstone_spotflow.const import DOMAIN
 from simulators.crownstone_cloud import DEMO_EMAIL, CloudSimulator
 
-from . import async_poll, async_wait_until, get_device
+from . import async_poll, async_wait_until, entity_id_of, get_device
 
 
 def _device(hass: HomeAssistant, cloud_id: str) -> dr.DeviceEntry | None:
@@ -26,25 +34,89 @@ def _device(hass: HomeAssistant, cloud_id: str) -> dr.DeviceEntry | None:
 async def test_dimming_toggled(
     hass: HomeAssistant, cloud: CloudSimulator, entity_registry: er.EntityRegistry
 ) -> None:
-    """A stone whose dimming is switched off becomes a switch, and a light again after."""
+    """Dimming turned off elsewhere leaves the light a light: ids and automations stay."""
     stone_id = cloud.stone_id("Cabin lamp")
-    assert hass.states.get("light.cabin_lamp") is not None
+    entity_id = entity_id_of(hass, stone_id, "light")
+    registered = entity_registry.async_get(entity_id)
+    assert registered is not None
+    assert await async_setup_component(
+        hass,
+        AUTOMATION_DOMAIN,
+        {
+            AUTOMATION_DOMAIN: {
+                "trigger": {"platform": "event", "event_type": "lamp_please"},
+                "action": {"action": "light.turn_on", "target": {"entity_id": entity_id}},
+            }
+        },
+    )
 
+    def color_modes() -> tuple[object, object]:
+        attributes = hass.states.get(entity_id).attributes
+        return attributes[ATTR_COLOR_MODE], attributes[ATTR_SUPPORTED_COLOR_MODES]
+
+    cloud.set_switch_state(stone_id, 50)
+    await async_wait_until(hass, lambda: color_modes()[0] == ColorMode.BRIGHTNESS)
     cloud.set_ability(stone_id, "dimming", False)
+    await async_wait_until(hass, lambda: color_modes() == (ColorMode.ONOFF, [ColorMode.ONOFF]))
+    assert hass.states.get(entity_id).attributes.get(ATTR_BRIGHTNESS) is None
+    # A poll agrees with the event.
     await async_poll(hass)
-    assert hass.states.get("light.cabin_lamp") is None
-    assert entity_registry.async_get("light.cabin_lamp") is None
-    switch = entity_registry.async_get("switch.cabin_lamp")
-    assert switch is not None
-    assert switch.unique_id == f"{cloud.user_id(DEMO_EMAIL)}_{stone_id}_outlet"
-    assert hass.states.get("switch.cabin_lamp").state == STATE_OFF
+    assert color_modes() == (ColorMode.ONOFF, [ColorMode.ONOFF])
+    assert entity_id_of(hass, stone_id, "light") == entity_id
+    assert len(er.async_entries_for_device(entity_registry, _device(hass, stone_id).id)) == 1
+
+    cloud.reset_counters()
+    hass.bus.async_fire("lamp_please")
+    await hass.async_block_till_done()
+    assert cloud.commands == [(stone_id, "TURN_ON", None)]
 
     cloud.set_ability(stone_id, "dimming", True)
-    await async_poll(hass)
-    assert entity_registry.async_get("switch.cabin_lamp") is None
-    # The light comes back under its old entity id.
-    assert hass.states.get("light.cabin_lamp").state == STATE_OFF
+    await async_wait_until(
+        hass, lambda: color_modes() == (ColorMode.BRIGHTNESS, [ColorMode.BRIGHTNESS])
+    )
+    await async_wait_until(
+        hass, lambda: hass.states.get(entity_id).attributes.get(ATTR_BRIGHTNESS) == 255
+    )
+    after = entity_registry.async_get(entity_id)
+    assert after is not None
+    assert (after.id, after.unique_id, after.platform, after.device_id) == (
+        registered.id,
+        registered.unique_id,
+        registered.platform,
+        registered.device_id,
+    )
     assert len(er.async_entries_for_device(entity_registry, _device(hass, stone_id).id)) == 1
+
+
+async def test_platform_kept_from_the_registry(
+    hass: HomeAssistant,
+    cloud: CloudSimulator,
+    mock_config_entry: MockConfigEntry,
+    entity_registry: er.EntityRegistry,
+) -> None:
+    """A Crownstone the registry knows keeps its platform, whatever its dimming says now."""
+    stone_id = cloud.stone_id("Coffee machine")
+    cloud.set_ability(stone_id, "dimming", True)
+    mock_config_entry.add_to_hass(hass)
+    entry = entity_registry.async_get_or_create(
+        Platform.SWITCH,
+        DOMAIN,
+        f"{mock_config_entry.unique_id}_{stone_id}_outlet",
+        config_entry=mock_config_entry,
+        suggested_object_id="my_coffee",
+    )
+    assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
+    await hass.async_block_till_done()
+
+    assert entity_id_of(hass, stone_id, "outlet") == entry.entity_id == "switch.my_coffee"
+    assert hass.states.get(entry.entity_id) is not None
+    assert not [
+        registered
+        for registered in er.async_entries_for_config_entry(
+            entity_registry, mock_config_entry.entry_id
+        )
+        if registered.unique_id.endswith(f"{stone_id}_light")
+    ]
 
 
 @pytest.mark.usefixtures("init_integration")
@@ -57,9 +129,9 @@ async def test_new_stone_room_and_sphere(hass: HomeAssistant, cloud: CloudSimula
     )
     await async_poll(hass)
 
-    assert hass.states.get("switch.beamer").state == STATE_ON
-    assert hass.states.get("binary_sensor.meeting_room_occupancy").state == STATE_OFF
-    assert hass.states.get("sensor.office_people_present").state == "0"
+    assert hass.states.get(entity_id_of(hass, stone_id, "outlet")).state == STATE_ON
+    assert hass.states.get(entity_id_of(hass, location_id, "occupancy")).state == STATE_OFF
+    assert hass.states.get(entity_id_of(hass, sphere_id, "people")).state == "0"
     device = _device(hass, stone_id)
     assert device is not None
     assert device.suggested_area == "Meeting room"
@@ -85,6 +157,11 @@ async def test_removed_stone_room_and_sphere(
     desk_lamp = _device(hass, cloud.stone_id("Desk lamp"))
     assert desk_lamp is not None
     assert not await async_remove_config_entry_device(hass, init_integration, desk_lamp)
+    removed = [
+        entity_id_of(hass, stone_id, "outlet"),
+        entity_id_of(hass, cloud.stone_id("Cabin lamp"), "light"),
+        entity_id_of(hass, location_id, "occupancy"),
+    ]
 
     cloud.remove_stone(stone_id)
     cloud.remove_location(location_id)
@@ -96,9 +173,7 @@ async def test_removed_stone_room_and_sphere(
     assert all(
         dr.async_get(hass).async_get(device.id) is None for device in cabin_devices if device
     )
-    assert hass.states.get("switch.coffee_machine") is None
-    assert hass.states.get("light.cabin_lamp") is None
-    assert hass.states.get("binary_sensor.bedroom_occupancy") is None
+    assert all(hass.states.get(entity_id) is None for entity_id in removed)
     assert _device(hass, cloud.stone_id("Desk lamp")) is not None
 
 
@@ -122,8 +197,14 @@ async def test_unreachable_cloud(
     await async_poll(hass)
     await async_poll(hass)
 
-    assert hass.states.get("light.desk_lamp").state == STATE_UNAVAILABLE
-    assert hass.states.get("sensor.home_people_present").state == STATE_UNAVAILABLE
+    assert (
+        hass.states.get(entity_id_of(hass, cloud.stone_id("Desk lamp"), "light")).state
+        == STATE_UNAVAILABLE
+    )
+    assert (
+        hass.states.get(entity_id_of(hass, cloud.sphere_id("Home"), "people")).state
+        == STATE_UNAVAILABLE
+    )
     failures = [r for r in caplog.records if "Error fetching" in r.getMessage()]
     assert len(failures) == 1
     assert failures[0].exc_info is None
@@ -133,7 +214,9 @@ async def test_unreachable_cloud(
 
     cloud.clear_faults()
     await async_poll(hass)
-    assert hass.states.get("light.desk_lamp").state == STATE_ON
+    assert (
+        hass.states.get(entity_id_of(hass, cloud.stone_id("Desk lamp"), "light")).state == STATE_ON
+    )
     assert sum("recovered" in record.getMessage() for record in caplog.records) == 1
 
 
@@ -142,7 +225,9 @@ async def test_expired_token(hass: HomeAssistant, cloud: CloudSimulator) -> None
     """An expired token is renewed without the user noticing."""
     cloud.expire_tokens()
     await async_poll(hass)
-    assert hass.states.get("light.desk_lamp").state == STATE_ON
+    assert (
+        hass.states.get(entity_id_of(hass, cloud.stone_id("Desk lamp"), "light")).state == STATE_ON
+    )
 
 
 async def test_password_changed_while_running(
@@ -153,7 +238,10 @@ async def test_password_changed_while_running(
     cloud.expire_tokens()
     await async_poll(hass)
 
-    assert hass.states.get("light.desk_lamp").state == STATE_UNAVAILABLE
+    assert (
+        hass.states.get(entity_id_of(hass, cloud.stone_id("Desk lamp"), "light")).state
+        == STATE_UNAVAILABLE
+    )
     flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
     assert [flow["context"]["source"] for flow in flows] == [SOURCE_REAUTH]
     assert flows[0]["context"]["entry_id"] == init_integration.entry_id
@@ -164,7 +252,10 @@ async def test_malformed_answer(hass: HomeAssistant, cloud: CloudSimulator) -> N
     """A cloud answering nonsense is an update failure, not a crash."""
     cloud.inject_fault("malformed_json")
     await async_poll(hass)
-    assert hass.states.get("light.desk_lamp").state == STATE_UNAVAILABLE
+    assert (
+        hass.states.get(entity_id_of(hass, cloud.stone_id("Desk lamp"), "light")).state
+        == STATE_UNAVAILABLE
+    )
 
 
 async def test_pending_command_on_a_removed_stone(
@@ -172,16 +263,15 @@ async def test_pending_command_on_a_removed_stone(
 ) -> None:
     """A command still waiting for its stone is forgotten when the stone goes."""
     cloud.set_phone(None)
-    await hass.services.async_call(
-        "switch", "turn_on", {"entity_id": "switch.coffee_machine"}, blocking=True
-    )
-    assert hass.states.get("switch.coffee_machine").state == STATE_ON
+    coffee = entity_id_of(hass, cloud.stone_id("Coffee machine"), "outlet")
+    await hass.services.async_call("switch", "turn_on", {"entity_id": coffee}, blocking=True)
+    assert hass.states.get(coffee).state == STATE_ON
 
     cloud.remove_stone(cloud.stone_id("Coffee machine"))
     # Within the optimistic window.
     await init_integration.runtime_data.async_refresh()
     await hass.async_block_till_done()
-    assert hass.states.get("switch.coffee_machine") is None
+    assert hass.states.get(coffee) is None
 
 
 @pytest.mark.usefixtures("init_integration")
@@ -190,11 +280,16 @@ async def test_no_access_is_a_failed_update(hass: HomeAssistant, cloud: CloudSim
     cloud.inject_fault("unauthorized", path="/presentPeople")
     await async_poll(hass)
 
-    assert hass.states.get("light.desk_lamp").state == STATE_UNAVAILABLE
+    assert (
+        hass.states.get(entity_id_of(hass, cloud.stone_id("Desk lamp"), "light")).state
+        == STATE_UNAVAILABLE
+    )
     assert not hass.config_entries.flow.async_progress_by_handler(DOMAIN)
     cloud.clear_faults()
     await async_poll(hass)
-    assert hass.states.get("light.desk_lamp").state == STATE_ON
+    assert (
+        hass.states.get(entity_id_of(hass, cloud.stone_id("Desk lamp"), "light")).state == STATE_ON
+    )
 
 
 @pytest.mark.usefixtures("init_integration")
@@ -208,7 +303,10 @@ async def test_requests_per_poll(hass: HomeAssistant, cloud: CloudSimulator) -> 
     home = cloud.sphere_id("Home")
     cloud.add_user(home, "Dave", "New", "dave@example.com", "dave-password")
     cloud.enter_sphere(cloud.user_id("dave@example.com"), home)
-    await async_wait_until(hass, lambda: hass.states.get("sensor.home_people_present").state == "3")
+    await async_wait_until(
+        hass,
+        lambda: hass.states.get(entity_id_of(hass, cloud.sphere_id("Home"), "people")).state == "3",
+    )
     # The stranger's name is read in the background; that read is not part of the poll.
     await hass.async_block_till_done(wait_background_tasks=True)
     cloud.reset_counters()
@@ -222,21 +320,36 @@ async def test_changes_while_not_running(
     init_integration: MockConfigEntry,
     entity_registry: er.EntityRegistry,
 ) -> None:
-    """What changed while the entry was unloaded leaves no orphaned entity behind."""
+    """What changed while the entry was unloaded leaves no orphan, and no light a switch."""
     stone_id = cloud.stone_id("Cabin lamp")
+    lamp = entity_id_of(hass, stone_id, "light")
+    bedroom = cloud.location_id("Bedroom")
+    assert _registered(entity_registry, init_integration, bedroom, "people")
     assert await hass.config_entries.async_unload(init_integration.entry_id)
     await hass.async_block_till_done()
     cloud.set_ability(stone_id, "dimming", False)
-    cloud.remove_location(cloud.location_id("Bedroom"))
+    cloud.remove_location(bedroom)
 
     assert await hass.config_entries.async_setup(init_integration.entry_id)
     await hass.async_block_till_done()
 
-    assert entity_registry.async_get("light.cabin_lamp") is None
-    assert hass.states.get("light.cabin_lamp") is None
-    assert hass.states.get("switch.cabin_lamp").state == STATE_OFF
-    assert entity_registry.async_get("sensor.bedroom_people_present") is None
-    assert entity_registry.async_get("binary_sensor.bedroom_occupancy") is None
+    assert entity_id_of(hass, stone_id, "light") == lamp
+    assert hass.states.get(lamp).attributes[ATTR_SUPPORTED_COLOR_MODES] == [ColorMode.ONOFF]
+    assert not _registered(entity_registry, init_integration, stone_id, "outlet")
+    assert not _registered(entity_registry, init_integration, bedroom, "people")
+    assert not _registered(entity_registry, init_integration, bedroom, "occupancy")
     # The account's own entities stay, the live updates entity too.
-    assert hass.states.get("light.desk_lamp").state == STATE_ON
-    assert entity_registry.async_get("binary_sensor.crownstone_cloud_live_updates") is not None
+    assert hass.states.get(entity_id_of(hass, cloud.stone_id("Desk lamp"), "light")).state == (
+        STATE_ON
+    )
+    assert entity_id_of(hass, "cloud", "live_updates")
+
+
+def _registered(
+    registry: er.EntityRegistry, entry: MockConfigEntry, cloud_id: str, key: str
+) -> bool:
+    unique_id = f"{entry.unique_id}_{cloud_id}_{key}"
+    return any(
+        registered.unique_id == unique_id
+        for registered in er.async_entries_for_config_entry(registry, entry.entry_id)
+    )

@@ -13,21 +13,21 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
 )
-from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 from syrupy.assertion import SnapshotAssertion
 from syrupy.filters import props
 
-from custom_components.crownstone_spotflow.cloud import hash_password
+from custom_components.crownstone_spotflow.crownstone import hash_password
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 
 from . import async_poll
+from .conftest import SnapshotForEveryRelease
 
 
 @pytest.fixture
 def snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
     """One snapshot for both test legs: diagnostics do not depend on the release."""
-    return snapshot.use_extension(HomeAssistantSnapshotExtension)
+    return snapshot.use_extension(SnapshotForEveryRelease)
 
 
 def _secrets(cloud: CloudSimulator, entry: MockConfigEntry) -> list[str]:

@@ -23,8 +23,8 @@ from homeassistant.data_entry_flow import FlowResultType
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.crownstone_spotflow.cloud import CrownstoneCloud
 from custom_components.crownstone_spotflow.const import DOMAIN
+from custom_components.crownstone_spotflow.crownstone import CrownstoneCloud
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 
 from . import (
@@ -328,7 +328,9 @@ async def test_stream_dropped_while_things_happen(
     await async_wait_until(
         hass, lambda: _state(hass, stone_entity(hass, cloud, "Desk lamp")) == STATE_OFF
     )
-    assert hass.states.get(stone_entity(hass, cloud, "Cabin lamp")) is not None
+    # A light whose dimming was turned off stays a light, without brightness.
+    cabin_lamp = hass.states.get(stone_entity(hass, cloud, "Cabin lamp", "light"))
+    assert cabin_lamp.attributes["supported_color_modes"] == ["onoff"]
     assert _state(hass, place_entity(hass, cloud, "Kitchen", "occupancy")) == STATE_ON
     assert hass.states.get(coffee_machine).attributes["friendly_name"] == "Espresso machine"
 

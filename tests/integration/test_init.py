@@ -5,18 +5,18 @@ from __future__ import annotations
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
 from homeassistant.const import CONF_EMAIL, CONF_PASSWORD, STATE_ON, STATE_UNAVAILABLE
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.helpers import area_registry as ar, device_registry as dr, entity_registry as er
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.crownstone_spotflow import async_remove_config_entry_device
-from custom_components.crownstone_spotflow.cloud import hash_password
 from custom_components.crownstone_spotflow.const import (
     CONF_CLOUD_URL,
     CONF_PASSWORD_SHA1,
     CONF_SSE_URL,
     DOMAIN,
 )
+from custom_components.crownstone_spotflow.crownstone import hash_password
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 
 from . import (
@@ -106,6 +106,18 @@ async def test_devices(
     assert desk_lamp.manufacturer == "Crownstone"
     assert desk_lamp.model == "Crownstone Plug"
     assert desk_lamp.suggested_area == "Living room"
+    # No device is put in an area its name already starts with: from 2026 entity ids start with
+    # the area ("Kitchen spots" in Kitchen would be switch.kitchen_kitchen_spots).
+    areas = ar.async_get(hass)
+    area_names = {
+        str(device.name): areas.async_get_area(device.area_id).name if device.area_id else None
+        for device in dr.async_entries_for_config_entry(device_registry, init_integration.entry_id)
+    }
+    assert area_names["Desk lamp"] == "Living room"
+    assert area_names["Coffee machine"] == "Kitchen"
+    assert area_names["Kitchen spots"] is None
+    assert area_names["Hallway plug"] is None
+    assert area_names["Kitchen"] is None
     assert desk_lamp.via_device_id is None
     address = cloud.stone(cloud.stone_id("Desk lamp"))[1].address
     assert desk_lamp.connections == {(dr.CONNECTION_BLUETOOTH, address.upper())}

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from homeassistant.components.light import ATTR_BRIGHTNESS, DOMAIN as LIGHT_DOMAIN
+from homeassistant.components.light import (
+    ATTR_BRIGHTNESS,
+    ATTR_SUPPORTED_COLOR_MODES,
+    DOMAIN as LIGHT_DOMAIN,
+    ColorMode,
+)
 from homeassistant.const import (
     ATTR_ENTITY_ID,
     SERVICE_TURN_OFF,
@@ -30,7 +35,7 @@ from custom_components.crownstone_spotflow.helpers import (
 )
 from simulators.crownstone_cloud import CloudSimulator
 
-from . import async_poll, async_wait_for_stone_state
+from . import async_poll, async_wait_for_stone_state, entity_id_of
 
 
 @pytest.fixture
@@ -85,10 +90,10 @@ async def test_turn_on(
     await hass.services.async_call(
         LIGHT_DOMAIN,
         SERVICE_TURN_ON,
-        {ATTR_ENTITY_ID: "light.cabin_lamp", **service_data},
+        {ATTR_ENTITY_ID: entity_id_of(hass, cloud.stone_id("Cabin lamp"), "light"), **service_data},
         blocking=True,
     )
-    state = hass.states.get("light.cabin_lamp")
+    state = hass.states.get(entity_id_of(hass, cloud.stone_id("Cabin lamp"), "light"))
     assert state is not None
     assert state.state == STATE_ON
     assert state.attributes[ATTR_BRIGHTNESS] == brightness
@@ -96,7 +101,7 @@ async def test_turn_on(
 
     await async_wait_for_stone_state(cloud, stone_id, sent)
     await async_poll(hass)
-    state = hass.states.get("light.cabin_lamp")
+    state = hass.states.get(entity_id_of(hass, cloud.stone_id("Cabin lamp"), "light"))
     assert state is not None
     assert state.state == STATE_ON
     assert state.attributes[ATTR_BRIGHTNESS] == brightness
@@ -106,9 +111,12 @@ async def test_turn_on(
 async def test_turn_off(hass: HomeAssistant, cloud: CloudSimulator) -> None:
     """Turning off reaches the stone."""
     await hass.services.async_call(
-        LIGHT_DOMAIN, SERVICE_TURN_OFF, {ATTR_ENTITY_ID: "light.desk_lamp"}, blocking=True
+        LIGHT_DOMAIN,
+        SERVICE_TURN_OFF,
+        {ATTR_ENTITY_ID: entity_id_of(hass, cloud.stone_id("Desk lamp"), "light")},
+        blocking=True,
     )
-    state = hass.states.get("light.desk_lamp")
+    state = hass.states.get(entity_id_of(hass, cloud.stone_id("Desk lamp"), "light"))
     assert state is not None
     assert state.state == STATE_OFF
     assert cloud.commands == [(cloud.stone_id("Desk lamp"), "TURN_OFF", None)]
@@ -116,7 +124,9 @@ async def test_turn_off(hass: HomeAssistant, cloud: CloudSimulator) -> None:
 
 
 @pytest.fixture
-def cabin_lamp_states(hass: HomeAssistant) -> list[str]:
+def cabin_lamp_states(
+    hass: HomeAssistant, cloud: CloudSimulator, init_integration: MockConfigEntry
+) -> list[str]:
     """Record every state the cabin lamp takes."""
     states: list[str] = []
 
@@ -125,7 +135,9 @@ def cabin_lamp_states(hass: HomeAssistant) -> list[str]:
         if (state := event.data["new_state"]) is not None:
             states.append(state.state)
 
-    async_track_state_change_event(hass, "light.cabin_lamp", _record)
+    async_track_state_change_event(
+        hass, entity_id_of(hass, cloud.stone_id("Cabin lamp"), "light"), _record
+    )
     return states
 
 
@@ -140,18 +152,21 @@ async def test_optimistic_until_confirmed_or_expired(
     await hass.services.async_call(
         LIGHT_DOMAIN,
         SERVICE_TURN_ON,
-        {ATTR_ENTITY_ID: "light.cabin_lamp", ATTR_BRIGHTNESS: 128},
+        {
+            ATTR_ENTITY_ID: entity_id_of(hass, cloud.stone_id("Cabin lamp"), "light"),
+            ATTR_BRIGHTNESS: 128,
+        },
         blocking=True,
     )
     # A poll within the window still reads the old state.
     await init_integration.runtime_data.async_refresh()
-    state = hass.states.get("light.cabin_lamp")
+    state = hass.states.get(entity_id_of(hass, cloud.stone_id("Cabin lamp"), "light"))
     assert state is not None
     assert state.state == STATE_ON
 
     # No phone ever executed it: once the window closes the light shows the truth.
     await async_poll(hass, timedelta(seconds=31))
-    state = hass.states.get("light.cabin_lamp")
+    state = hass.states.get(entity_id_of(hass, cloud.stone_id("Cabin lamp"), "light"))
     assert state is not None
     assert state.state == STATE_OFF
     assert cabin_lamp_states == [STATE_ON, STATE_OFF]
@@ -170,14 +185,17 @@ async def test_confirmed_only_by_the_read_after_the_window(
     await hass.services.async_call(
         LIGHT_DOMAIN,
         SERVICE_TURN_ON,
-        {ATTR_ENTITY_ID: "light.cabin_lamp", ATTR_BRIGHTNESS: 128},
+        {
+            ATTR_ENTITY_ID: entity_id_of(hass, cloud.stone_id("Cabin lamp"), "light"),
+            ATTR_BRIGHTNESS: 128,
+        },
         blocking=True,
     )
     await async_wait_for_stone_state(cloud, cloud.stone_id("Cabin lamp"), 50)
 
     await async_poll(hass, timedelta(seconds=31))
     assert not coordinator._pending
-    state = hass.states.get("light.cabin_lamp")
+    state = hass.states.get(entity_id_of(hass, cloud.stone_id("Cabin lamp"), "light"))
     assert state is not None
     assert state.state == STATE_ON
     assert state.attributes[ATTR_BRIGHTNESS] == 128
@@ -202,32 +220,40 @@ async def test_window_closing_after_a_confirmation(
     assert pending not in coordinator._pending.values()
 
 
-@pytest.mark.usefixtures("init_integration")
-async def test_refused_command(hass: HomeAssistant, cloud: CloudSimulator) -> None:
-    """Dimming switched off elsewhere: a translated error, and the stone becomes a switch."""
-    cloud.set_ability(cloud.stone_id("Cabin lamp"), "dimming", False)
+async def test_refused_command(
+    hass: HomeAssistant, cloud: CloudSimulator, init_integration: MockConfigEntry
+) -> None:
+    """Dimming switched off unheard: a translated error, and the light loses its brightness."""
+    stone_id = cloud.stone_id("Cabin lamp")
+    entity_id = entity_id_of(hass, stone_id, "light")
+    # Unheard: the stream would tell at once.
+    await init_integration.runtime_data.stream.stop()
+    cloud.set_ability(stone_id, "dimming", False)
 
     with pytest.raises(HomeAssistantError) as error:
         await hass.services.async_call(
             LIGHT_DOMAIN,
             SERVICE_TURN_ON,
-            {ATTR_ENTITY_ID: "light.cabin_lamp", ATTR_BRIGHTNESS: 128},
+            {ATTR_ENTITY_ID: entity_id, ATTR_BRIGHTNESS: 128},
             blocking=True,
         )
     assert error.value.translation_domain == DOMAIN
     assert error.value.translation_key == "dimming_disabled"
     assert error.value.translation_placeholders["name"] == "Cabin lamp"
-    await hass.async_block_till_done()
+    await hass.async_block_till_done(wait_background_tasks=True)
 
-    assert hass.states.get("light.cabin_lamp") is None
-    assert er.async_get(hass).async_get("light.cabin_lamp") is None
+    # Read again after the refusal: the same light, now without brightness.
+    assert entity_id_of(hass, stone_id, "light") == entity_id
+    state = hass.states.get(entity_id)
+    assert state is not None
+    assert state.attributes[ATTR_SUPPORTED_COLOR_MODES] == [ColorMode.ONOFF]
 
 
 @pytest.mark.usefixtures("init_integration")
 async def test_state_never_reported(hass: HomeAssistant, cloud: CloudSimulator) -> None:
     """A stone that never reported its state is unknown, not off."""
-    cloud.add_stone(cloud.sphere_id("Home"), "New lamp", dimming=True, switch_state=None)
+    stone_id = cloud.add_stone(cloud.sphere_id("Home"), "New lamp", dimming=True, switch_state=None)
     await async_poll(hass)
-    state = hass.states.get("light.new_lamp")
+    state = hass.states.get(entity_id_of(hass, stone_id, "light"))
     assert state is not None
     assert state.state == STATE_UNKNOWN

@@ -22,7 +22,7 @@ from syrupy.assertion import SnapshotAssertion
 from custom_components.crownstone_spotflow.const import DOMAIN
 from simulators.crownstone_cloud import DEMO_EMAIL, CloudSimulator
 
-from . import async_wait_for_stone_state
+from . import async_wait_for_stone_state, entity_id_of
 
 
 @pytest.fixture
@@ -46,17 +46,23 @@ async def test_turn_on_off(hass: HomeAssistant, cloud: CloudSimulator) -> None:
     """Commands reach the stone, and the switch shows them at once."""
     stone_id = cloud.stone_id("Coffee machine")
     await hass.services.async_call(
-        SWITCH_DOMAIN, SERVICE_TURN_ON, {ATTR_ENTITY_ID: "switch.coffee_machine"}, blocking=True
+        SWITCH_DOMAIN,
+        SERVICE_TURN_ON,
+        {ATTR_ENTITY_ID: entity_id_of(hass, cloud.stone_id("Coffee machine"), "outlet")},
+        blocking=True,
     )
-    state = hass.states.get("switch.coffee_machine")
+    state = hass.states.get(entity_id_of(hass, cloud.stone_id("Coffee machine"), "outlet"))
     assert state is not None
     assert state.state == STATE_ON
     await async_wait_for_stone_state(cloud, stone_id, 100)
 
     await hass.services.async_call(
-        SWITCH_DOMAIN, SERVICE_TURN_OFF, {ATTR_ENTITY_ID: "switch.coffee_machine"}, blocking=True
+        SWITCH_DOMAIN,
+        SERVICE_TURN_OFF,
+        {ATTR_ENTITY_ID: entity_id_of(hass, cloud.stone_id("Coffee machine"), "outlet")},
+        blocking=True,
     )
-    state = hass.states.get("switch.coffee_machine")
+    state = hass.states.get(entity_id_of(hass, cloud.stone_id("Coffee machine"), "outlet"))
     assert state is not None
     assert state.state == STATE_OFF
     await async_wait_for_stone_state(cloud, stone_id, 0)
@@ -71,13 +77,13 @@ async def test_cloud_error(hass: HomeAssistant, cloud: CloudSimulator) -> None:
         await hass.services.async_call(
             SWITCH_DOMAIN,
             SERVICE_TURN_ON,
-            {ATTR_ENTITY_ID: "switch.coffee_machine"},
+            {ATTR_ENTITY_ID: entity_id_of(hass, cloud.stone_id("Coffee machine"), "outlet")},
             blocking=True,
         )
     assert error.value.translation_domain == DOMAIN
     assert error.value.translation_key == "cannot_reach_cloud"
     assert error.value.translation_placeholders["name"] == "Coffee machine"
-    state = hass.states.get("switch.coffee_machine")
+    state = hass.states.get(entity_id_of(hass, cloud.stone_id("Coffee machine"), "outlet"))
     assert state is not None
     assert state.state == STATE_OFF
 
@@ -92,7 +98,7 @@ async def test_rejected_credentials_start_reauth(
         await hass.services.async_call(
             SWITCH_DOMAIN,
             SERVICE_TURN_ON,
-            {ATTR_ENTITY_ID: "switch.coffee_machine"},
+            {ATTR_ENTITY_ID: entity_id_of(hass, cloud.stone_id("Coffee machine"), "outlet")},
             blocking=True,
         )
     assert error.value.translation_key == "authentication_error"
@@ -110,7 +116,7 @@ async def test_no_access_does_not_start_reauth(
         await hass.services.async_call(
             SWITCH_DOMAIN,
             SERVICE_TURN_ON,
-            {ATTR_ENTITY_ID: "switch.coffee_machine"},
+            {ATTR_ENTITY_ID: entity_id_of(hass, cloud.stone_id("Coffee machine"), "outlet")},
             blocking=True,
         )
     assert error.value.translation_key == "command_failed"

@@ -8,8 +8,8 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.crownstone_spotflow.cloud import hash_password
 from custom_components.crownstone_spotflow.const import CONF_PASSWORD_SHA1, DOMAIN
+from custom_components.crownstone_spotflow.crownstone import hash_password
 from custom_components.crownstone_spotflow.mirror.settings import (
     MIRROR_DATA,
     MirrorSettings,

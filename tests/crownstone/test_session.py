@@ -6,8 +6,8 @@ import asyncio
 
 import aiohttp
 
-from custom_components.crownstone_spotflow.cloud import CrownstoneCloud
-from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator, demo_home
+from custom_components.crownstone_spotflow.crownstone import CrownstoneCloud
+from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 
 
 async def test_two_accounts_share_one_session(
@@ -37,20 +37,3 @@ async def test_owned_session_is_closed(cloud_sim: CloudSimulator) -> None:
     await cloud.async_close_session()
     assert session.closed
     await cloud.async_close_session()
-
-
-def test_run_async(socket_enabled: None) -> None:
-    """The synchronous helper runs the published client's scripted usage, call after call."""
-    sim = CloudSimulator(demo_home(), phone_delay=None)
-    run = CrownstoneCloud.run_async
-    run(sim.start(host="127.0.0.1", port=0))
-    try:
-        cloud = CrownstoneCloud(DEMO_EMAIL, DEMO_PASSWORD, base_url=sim.url)
-        run(cloud.async_initialize())
-        lamp = cloud.get_crownstone("Desk lamp")
-        run(lamp.async_turn_off())
-        assert run(cloud.async_login()) == cloud.user_id
-        run(cloud.async_close_session())
-    finally:
-        run(sim.stop())
-    assert sim.request_count("POST", "/switch") == 1

@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from custom_components.crownstone_spotflow.cloud import (
+from custom_components.crownstone_spotflow.crownstone import (
     CrownstoneCloud,
     CrownstoneInvalidResponseError,
     CrownstoneNotFoundError,

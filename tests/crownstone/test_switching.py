@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from custom_components.crownstone_spotflow.cloud import (
+from custom_components.crownstone_spotflow.crownstone import (
     CrownstoneAbilityError,
     CrownstoneBrightnessError,
     CrownstoneCloud,

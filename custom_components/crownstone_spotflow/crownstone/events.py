@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 import json
 import logging
-from typing import Any
+
+from .errors import CrownstoneInvalidResponseError
+from .parsing import JsonObject, as_object, flag, integer, objects, switch_state, text
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -156,10 +158,6 @@ type Event = (
 )
 
 
-class _MalformedEventError(Exception):
-    """An event lacks a field or holds one of the wrong type."""
-
-
 def parse_event(data: str) -> Event | None:
     """Build the event one SSE `data` payload describes.
 
@@ -181,149 +179,120 @@ def parse_event(data: str) -> Event | None:
         return None
     try:
         return parser(raw)
-    except (_MalformedEventError, ValueError) as err:
+    # ValueError: a sub type or operation none of the enums knows.
+    except (CrownstoneInvalidResponseError, ValueError) as err:
         _LOGGER.debug("Skipping malformed %s event: %s", event_type, err)
         return None
 
 
-def _object(raw: dict[str, Any], key: str) -> dict[str, Any]:
-    value = raw.get(key)
-    if not isinstance(value, dict):
-        raise _MalformedEventError(f"{key} is not an object")
-    return value
+def _sphere_id(raw: JsonObject) -> str:
+    return text(as_object(raw.get("sphere"), "event.sphere"), "id", "event.sphere")
 
 
-def _str(raw: dict[str, Any], key: str) -> str:
-    value = raw.get(key)
-    if not isinstance(value, str):
-        raise _MalformedEventError(f"{key} is not a string")
-    return value
-
-
-def _int(raw: dict[str, Any], key: str) -> int:
-    value = raw.get(key)
-    # bool is an int in Python, but never a valid counter or uid on the wire.
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise _MalformedEventError(f"{key} is not an integer")
-    return value
-
-
-def _bool(raw: dict[str, Any], key: str) -> bool:
-    value = raw.get(key)
-    if not isinstance(value, bool):
-        raise _MalformedEventError(f"{key} is not a boolean")
-    return value
-
-
-def _percentage(value: Any) -> int:
-    """Return a switch state as 0..100; legacy records hold fractions 0 < x <= 1."""
-    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 100:
-        raise _MalformedEventError("percentage is not a number in 0..100")
-    if 0 < value <= 1:
-        value *= 100
-    return round(value)
-
-
-def _sphere_id(raw: dict[str, Any]) -> str:
-    return _str(_object(raw, "sphere"), "id")
-
-
-def _switch_state_update(raw: dict[str, Any]) -> SwitchStateUpdateEvent:
-    crownstone = _object(raw, "crownstone")
-    percentage = crownstone.get("percentage", crownstone.get("switchState"))
+def _switch_state_update(raw: JsonObject) -> SwitchStateUpdateEvent:
+    crownstone = as_object(raw.get("crownstone"), "event.crownstone")
+    percentage = switch_state(
+        crownstone.get("percentage", crownstone.get("switchState")), "event.crownstone.percentage"
+    )
+    if percentage is None:
+        raise CrownstoneInvalidResponseError("Expected event.crownstone.percentage")
     return SwitchStateUpdateEvent(
         sphere_id=_sphere_id(raw),
-        crownstone_id=_str(crownstone, "id"),
-        crownstone_uid=_int(crownstone, "uid"),
-        percentage=_percentage(percentage),
+        crownstone_id=text(crownstone, "id", "event.crownstone"),
+        crownstone_uid=integer(crownstone, "uid", "event.crownstone"),
+        percentage=percentage,
     )
 
 
-def _switch_command(raw: Any) -> SwitchDataItem:
-    if not isinstance(raw, dict):
-        raise _MalformedEventError("switchData entry is not an object")
-    percentage = raw.get("percentage")
+def _switch_command(raw: JsonObject) -> SwitchDataItem:
     return SwitchDataItem(
-        crownstone_id=_str(raw, "id"),
-        crownstone_uid=_int(raw, "uid"),
-        type=_str(raw, "type"),
-        percentage=None if percentage is None else _percentage(percentage),
+        crownstone_id=text(raw, "id", "switchData"),
+        crownstone_uid=integer(raw, "uid", "switchData"),
+        type=text(raw, "type", "switchData"),
+        percentage=switch_state(raw.get("percentage"), "switchData.percentage"),
     )
 
 
-def _command(raw: dict[str, Any]) -> MultiSwitchCommandEvent:
+def _command(raw: JsonObject) -> MultiSwitchCommandEvent:
     if raw.get("subType") != "multiSwitch":
-        raise _MalformedEventError(f"unknown command {raw.get('subType')!r:.40}")
-    switch_data = raw.get("switchData")
-    if not isinstance(switch_data, list):
-        raise _MalformedEventError("switchData is not a list")
+        raise CrownstoneInvalidResponseError(f"Unknown command {raw.get('subType')!r:.40}")
     return MultiSwitchCommandEvent(
         sphere_id=_sphere_id(raw),
-        switch_data=tuple(_switch_command(item) for item in switch_data),
+        switch_data=tuple(
+            _switch_command(item) for item in objects(raw.get("switchData"), "switchData")
+        ),
     )
 
 
-def _presence(raw: dict[str, Any]) -> PresenceEvent:
-    sub_type = PresenceSubType(_str(raw, "subType"))
-    user = _object(raw, "user")
+def _presence(raw: JsonObject) -> PresenceEvent:
+    sub_type = PresenceSubType(text(raw, "subType", "event"))
+    user = as_object(raw.get("user"), "event.user")
     in_location = sub_type in (PresenceSubType.ENTER_LOCATION, PresenceSubType.EXIT_LOCATION)
     return PresenceEvent(
         sub_type=sub_type,
         sphere_id=_sphere_id(raw),
-        user_id=_str(user, "id"),
-        user_name=_str(user, "name"),
-        location_id=_str(_object(raw, "location"), "id") if in_location else None,
+        user_id=text(user, "id", "event.user"),
+        user_name=text(user, "name", "event.user"),
+        location_id=(
+            text(as_object(raw.get("location"), "event.location"), "id", "event.location")
+            if in_location
+            else None
+        ),
     )
 
 
-def _data_change(raw: dict[str, Any]) -> DataChangeEvent:
-    changed_item = _object(raw, "changedItem")
+def _data_change(raw: JsonObject) -> DataChangeEvent:
+    changed_item = as_object(raw.get("changedItem"), "event.changedItem")
     return DataChangeEvent(
-        sub_type=DataChangeSubType(_str(raw, "subType")),
-        operation=DataChangeOperation(_str(raw, "operation")),
+        sub_type=DataChangeSubType(text(raw, "subType", "event")),
+        operation=DataChangeOperation(text(raw, "operation", "event")),
         sphere_id=_sphere_id(raw),
-        item_id=_str(changed_item, "id"),
-        item_name=_str(changed_item, "name"),
+        item_id=text(changed_item, "id", "event.changedItem"),
+        item_name=text(changed_item, "name", "event.changedItem"),
     )
 
 
-def _ability_change(raw: dict[str, Any]) -> AbilityChangeEvent:
-    ability = _object(raw, "ability")
+def _ability_change(raw: JsonObject) -> AbilityChangeEvent:
+    ability = as_object(raw.get("ability"), "event.ability")
     return AbilityChangeEvent(
         sphere_id=_sphere_id(raw),
-        crownstone_id=_str(_object(raw, "stone"), "id"),
-        ability_type=_str(ability, "type"),
-        enabled=_bool(ability, "enabled"),
-        synced_to_crownstone=_bool(ability, "syncedToCrownstone"),
+        crownstone_id=text(as_object(raw.get("stone"), "event.stone"), "id", "event.stone"),
+        ability_type=text(ability, "type", "event.ability"),
+        enabled=flag(ability, "enabled", "event.ability"),
+        synced_to_crownstone=flag(ability, "syncedToCrownstone", "event.ability"),
     )
 
 
-def _sphere_tokens_changed(raw: dict[str, Any]) -> SphereTokensChangedEvent:
-    return SphereTokensChangedEvent(sphere_id=_sphere_id(raw), operation=_str(raw, "operation"))
+def _sphere_tokens_changed(raw: JsonObject) -> SphereTokensChangedEvent:
+    return SphereTokensChangedEvent(
+        sphere_id=_sphere_id(raw), operation=text(raw, "operation", "event")
+    )
 
 
-def _invitation_change(raw: dict[str, Any]) -> InvitationChangeEvent:
+def _invitation_change(raw: JsonObject) -> InvitationChangeEvent:
     return InvitationChangeEvent(
-        sphere_id=_sphere_id(raw), operation=_str(raw, "operation"), email=_str(raw, "email")
+        sphere_id=_sphere_id(raw),
+        operation=text(raw, "operation", "event"),
+        email=text(raw, "email", "event"),
     )
 
 
-def _system(raw: dict[str, Any]) -> SystemEvent:
+def _system(raw: JsonObject) -> SystemEvent:
     # Lenient on purpose: a TOKEN_EXPIRED without its code must still trigger a new login.
     code = raw.get("code")
     message = raw.get("message")
     return SystemEvent(
-        sub_type=_str(raw, "subType"),
+        sub_type=text(raw, "subType", "event"),
         code=code if isinstance(code, int) and not isinstance(code, bool) else 0,
         message=message if isinstance(message, str) else "",
     )
 
 
-def _ping(raw: dict[str, Any]) -> PingEvent:
-    return PingEvent(counter=_int(raw, "counter"))
+def _ping(raw: JsonObject) -> PingEvent:
+    return PingEvent(counter=integer(raw, "counter", "event"))
 
 
-_PARSERS: dict[str, Callable[[dict[str, Any]], Event]] = {
+_PARSERS: dict[str, Callable[[JsonObject], Event]] = {
     "switchStateUpdate": _switch_state_update,
     "command": _command,
     "presence": _presence,

@@ -66,10 +66,10 @@ def integer(data: JsonObject, key: str, what: str) -> int:
     return value
 
 
-def flag(data: JsonObject, key: str, what: str, *, default: bool) -> bool:
-    """Return the boolean under key, or default when it is missing or null."""
+def flag(data: JsonObject, key: str, what: str, *, default: bool | None = None) -> bool:
+    """Return the boolean under key, or default when it is missing or null (if there is one)."""
     value = data.get(key)
-    if value is None:
+    if value is None and default is not None:
         return default
     if not isinstance(value, bool):
         raise CrownstoneInvalidResponseError(f"Expected {what}.{key} to be true or false")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from custom_components.crownstone_spotflow.cloud.events import (
+from custom_components.crownstone_spotflow.crownstone.events import (
     AbilityChangeEvent,
     DataChangeEvent,
     DataChangeOperation,

@@ -10,16 +10,16 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from custom_components.crownstone_spotflow import cloud as cloud_package
-from custom_components.crownstone_spotflow.cloud import CrownstoneCloud, CrownstoneError
+from custom_components.crownstone_spotflow import crownstone as library_package
+from custom_components.crownstone_spotflow.crownstone import CrownstoneCloud, CrownstoneError
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 from simulators.crownstone_cloud.faults import FaultKind
 
-CLOUD_DIR = Path(cloud_package.__file__).parent
+CLOUD_DIR = Path(library_package.__file__).parent
 
 
 def test_no_module_imports_home_assistant() -> None:
-    """Every module under cloud/ could be published on its own."""
+    """Every module under crownstone/ could be published on its own."""
     modules = sorted(CLOUD_DIR.glob("*.py"))
     assert len(modules) > 5
     for module in modules:

@@ -8,7 +8,7 @@ import socket
 import aiohttp
 import pytest
 
-from custom_components.crownstone_spotflow.cloud import (
+from custom_components.crownstone_spotflow.crownstone import (
     CrownstoneAbilityError,
     CrownstoneBrightnessError,
     CrownstoneCloud,

@@ -12,12 +12,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from custom_components.crownstone_spotflow.cloud import (
+from custom_components.crownstone_spotflow.crownstone import (
     CrownstoneAuthenticationError,
     CrownstoneCloud,
     CrownstoneError,
 )
-from custom_components.crownstone_spotflow.cloud.events import (
+from custom_components.crownstone_spotflow.crownstone.events import (
     AbilityChangeEvent,
     DataChangeEvent,
     DataChangeOperation,
@@ -33,13 +33,13 @@ from custom_components.crownstone_spotflow.cloud.events import (
     SwitchStateUpdateEvent,
     SystemEvent,
 )
-from custom_components.crownstone_spotflow.cloud.stream import CrownstoneEventStream
+from custom_components.crownstone_spotflow.crownstone.stream import CrownstoneEventStream
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 
 # Short intervals keep the suite fast; the stream gets the same ping interval as the server.
 PING = 0.2
 LIVENESS = PING + PING
-STREAM_LOGGER = "custom_components.crownstone_spotflow.cloud"
+STREAM_LOGGER = "custom_components.crownstone_spotflow.crownstone"
 
 
 class Watcher:

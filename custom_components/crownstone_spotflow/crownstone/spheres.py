@@ -13,6 +13,7 @@ from .concurrency import first_error
 from .const import SPHERES_INCLUDE_FILTER
 from .crownstones import Crownstone, Crownstones, SwitchCommand
 from .errors import CrownstoneNotFoundError
+from .events import DataChangeSubType
 from .keys import SphereKeys, async_get_keys
 from .locations import Location, Locations, Presence, async_get_presence
 from .parsing import JsonObject, integer, objects, text
@@ -83,6 +84,17 @@ class Sphere:
         await self.async_finish_refresh(
             await self.async_read(relations=relations, users=users), users=users
         )
+
+    async def async_read_part(self, sub_type: DataChangeSubType) -> None:
+        """Read one kind of item again (SPHERES is for the cloud to read, not a sphere)."""
+        if sub_type is DataChangeSubType.STONES:
+            await self.crownstones.async_update_crownstone_data()
+        elif sub_type is DataChangeSubType.LOCATIONS:
+            await self.locations.async_update_location_data()
+            # A new room's people, and those of a removed one.
+            await self.async_update_sphere_presence()
+        elif sub_type is DataChangeSubType.USERS:
+            await self.users.async_update_user_data()
 
     async def async_read(self, *, relations: bool, users: bool) -> Presence:
         """Read presence (returned, not applied), relations and users (applied) side by side."""

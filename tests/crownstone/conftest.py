@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator
 import aiohttp
 import pytest
 
-from custom_components.crownstone_spotflow.cloud import CrownstoneCloud
+from custom_components.crownstone_spotflow.crownstone import CrownstoneCloud
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator, demo_home
 
 from .scripted import ScriptedCloud

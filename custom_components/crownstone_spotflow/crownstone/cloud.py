@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import atexit
-from collections.abc import Awaitable, Callable, Coroutine
-from functools import cache
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 
+from .changes import Changes, Snapshot, StalePart, apply_event, stale_part
 from .client import CloudClient, hash_password
 from .concurrency import first_error
 from .const import DEFAULT_BASE_URL
 from .crownstones import Crownstone
 from .errors import CrownstoneError, CrownstoneNotFoundError
+from .events import DataChangeSubType, Event
 from .keys import SphereKeys, async_get_keys
 from .locations import Presence
 from .spheres import Sphere, Spheres
@@ -51,6 +50,9 @@ class CrownstoneCloud:
             request_timeout=request_timeout,
         )
         self.cloud_data = Spheres(self._client)
+        # A read may answer with what the cloud knew before the events heard meanwhile.
+        self._reads = 0
+        self._heard_while_reading: list[Event] = []
 
     def __repr__(self) -> str:
         """Show the account, never its password or token."""
@@ -93,15 +95,64 @@ class CrownstoneCloud:
         """Log in if needed and read everything: spheres, Crownstones, rooms, users, presence."""
         await self.async_synchronize(users=True)
 
-    async def async_synchronize(self, *, users: bool = False) -> None:
+    async def async_synchronize(self, *, users: bool = False) -> Changes:
         """Refresh the whole tree in at most 1 + 2 requests per sphere, in about one round trip.
 
         One request reads the spheres with their Crownstones and locations; per sphere, one
         reads presence and, when asked, for a sphere new to the tree, or when presence names a
         user not known yet, one reads the users. The per-sphere requests of spheres already
         known go out together with the first one instead of waiting for it. Objects already in
-        the tree are updated in place.
+        the tree are updated in place. Returns which objects changed.
         """
+        return await self._async_read(self._async_read_tree(users=users))
+
+    def apply_event(self, event: Event) -> Changes:
+        """Apply a switch state, ability or presence event to the tree, without a request.
+
+        Returns which objects changed. Data changes and events about objects the tree does not
+        know change nothing here: stale_part says what to read instead.
+        """
+        if self._reads:
+            self._heard_while_reading.append(event)
+        return apply_event(self.cloud_data, event)
+
+    def stale_part(self, event: Event) -> StalePart | None:
+        """Return the part of the tree an event shows to be out of date, if any."""
+        return stale_part(self.cloud_data, event)
+
+    async def async_read_part(self, part: StalePart) -> Changes:
+        """Read again a part of the tree that stale_part named; return which objects changed."""
+        sphere_id, sub_type = part
+        if sub_type is DataChangeSubType.SPHERES:
+            return await self.async_synchronize()
+        if (sphere := self.cloud_data.find_by_id(sphere_id)) is None:
+            # Gone meanwhile: nothing of it is left to read.
+            return Changes()
+        return await self._async_read(sphere.async_read_part(sub_type))
+
+    async def _async_read(self, read: Awaitable[None]) -> Changes:
+        """Run a read, apply the events heard meanwhile again, and return what changed.
+
+        The cloud may have answered before those events happened: without the replay, a lamp
+        switched during a poll would show its old state until the next poll. What the replay
+        changes is reported too, even when a read overlapping this one found it already.
+        """
+        before = Snapshot.of(self.cloud_data)
+        replayed = Changes()
+        self._reads += 1
+        try:
+            await read
+        finally:
+            self._reads -= 1
+            if not self._reads:
+                heard, self._heard_while_reading = self._heard_while_reading, []
+                for event in heard:
+                    replayed.update(apply_event(self.cloud_data, event))
+        changes = Snapshot.of(self.cloud_data).changes_since(before)
+        changes.update(replayed)
+        return changes
+
+    async def _async_read_tree(self, *, users: bool) -> None:
         early_relations = not self.cloud_data.server_includes_relations
         early: dict[str, asyncio.Task[Presence | CrownstoneError]] = {}
         with first_error():
@@ -179,16 +230,6 @@ class CrownstoneCloud:
         """Close the session if the library created it; an injected session stays open."""
         await self._client.async_close()
 
-    @staticmethod
-    def run_async[T](coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run a coroutine from synchronous code and return its result.
-
-        All calls share one private event loop (closed when the interpreter exits), so a session
-        the library created in one call still works in the next, as with the published client.
-        It never becomes the thread's current loop, so it cannot disturb another one.
-        """
-        return _private_loop().run_until_complete(coroutine)
-
 
 async def _settled(read: Awaitable[Presence]) -> Presence | CrownstoneError:
     """Hold a read's error until the listing tells whether its sphere still exists.
@@ -199,10 +240,3 @@ async def _settled(read: Awaitable[Presence]) -> Presence | CrownstoneError:
         return await read
     except CrownstoneError as err:
         return err
-
-
-@cache
-def _private_loop() -> asyncio.AbstractEventLoop:
-    loop = asyncio.new_event_loop()
-    atexit.register(loop.close)
-    return loop

@@ -14,14 +14,14 @@ import aiohttp
 from aiohttp import web
 import pytest
 
-from custom_components.crownstone_spotflow.cloud import CrownstoneCloud
-from custom_components.crownstone_spotflow.cloud.events import (
+from custom_components.crownstone_spotflow.crownstone import CrownstoneCloud
+from custom_components.crownstone_spotflow.crownstone.events import (
     Event,
     PingEvent,
     SwitchStateUpdateEvent,
     SystemEvent,
 )
-from custom_components.crownstone_spotflow.cloud.stream import CrownstoneEventStream
+from custom_components.crownstone_spotflow.crownstone.stream import CrownstoneEventStream
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 
 START = b'data:{"type":"system","subType":"STREAM_START","code":200,"message":"Go."}\n\n'
@@ -212,7 +212,7 @@ async def test_oversized_line_is_a_failed_stream(
     server: ScriptedServer, stream: CrownstoneEventStream, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A line over the limit ends that stream at once, on every aiohttp version; the next works."""
-    caplog.set_level(logging.DEBUG, logger="custom_components.crownstone_spotflow.cloud")
+    caplog.set_level(logging.DEBUG, logger="custom_components.crownstone_spotflow.crownstone")
     server.scripts.append([START, b"data:" + b"x" * 300_000, HANG])
 
     events = await collect(stream, 2)

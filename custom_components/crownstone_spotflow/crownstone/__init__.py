@@ -1,5 +1,6 @@
 """Asynchronous client of the Crownstone cloud (REST and event stream); no Home Assistant inside."""
 
+from .changes import Changes, Snapshot, SpherePerson, StalePart, apply_event, stale_part
 from .client import hash_password
 from .cloud import CrownstoneCloud
 from .const import DEFAULT_BASE_URL, DEFAULT_SSE_URL, MIN_BRIGHTNESS
@@ -45,6 +46,7 @@ __all__ = [
     "DEFAULT_SSE_URL",
     "MIN_BRIGHTNESS",
     "AbilityChangeEvent",
+    "Changes",
     "Crownstone",
     "CrownstoneAbility",
     "CrownstoneAbilityError",
@@ -71,10 +73,13 @@ __all__ = [
     "PingEvent",
     "PresenceEvent",
     "PresenceSubType",
+    "Snapshot",
     "Sphere",
     "SphereKeys",
+    "SpherePerson",
     "SphereTokensChangedEvent",
     "Spheres",
+    "StalePart",
     "SwitchCommand",
     "SwitchDataItem",
     "SwitchStateUpdateEvent",
@@ -82,6 +87,8 @@ __all__ = [
     "SystemEventType",
     "User",
     "Users",
+    "apply_event",
     "hash_password",
     "parse_event",
+    "stale_part",
 ]

@@ -8,7 +8,7 @@ import hashlib
 import aiohttp
 import pytest
 
-from custom_components.crownstone_spotflow.cloud import (
+from custom_components.crownstone_spotflow.crownstone import (
     CrownstoneAuthenticationError,
     CrownstoneCloud,
     CrownstoneCredentialsError,

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from custom_components.crownstone_spotflow.cloud import (
+from custom_components.crownstone_spotflow.crownstone import (
     CrownstoneCloud,
     CrownstoneError,
     SwitchCommand,
