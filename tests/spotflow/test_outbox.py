@@ -341,19 +341,55 @@ async def test_nowait_records_are_committed_as_one_group(
 
 
 class _HeldStore(Store):
-    """A real store whose next commit, once started on the writer thread, waits for a go."""
+    """A real store whose commits wait for a go on the writer thread, before (`started`) or
+    after (`committed`, the transaction already visible on disk) the transaction."""
+
+    hold_after_commit = False
 
     def __init__(self, connection: sqlite3.Connection, config: OutboxConfig) -> None:
         super().__init__(connection, config)
         self.started = threading.Event()
+        self.committed = threading.Event()
         self.go = threading.Event()
 
     def commit(
         self, items: Sequence[Item], acked: Iterable[int], *, flush: bool, dropped: int
     ) -> Commit:
         self.started.set()
-        self.go.wait(10)
-        return super().commit(items, acked, flush=flush, dropped=dropped)
+        if not self.hold_after_commit:
+            self.go.wait(10)
+        commit = super().commit(items, acked, flush=flush, dropped=dropped)
+        self.committed.set()
+        if self.hold_after_commit:
+            self.go.wait(10)
+        return commit
+
+
+class _HeldAfterCommitStore(_HeldStore):
+    hold_after_commit = True
+
+
+async def test_counters_never_lag_the_disk(db_path: Path) -> None:
+    """Records already on disk, whose commit the loop has not seen yet, are still counted."""
+    config = OutboxConfig(commit_interval=0, pack_linger=60)
+    loop = asyncio.get_running_loop()
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        store = await loop.run_in_executor(executor, _HeldAfterCommitStore.open, db_path, config)
+        assert isinstance(store, _HeldAfterCommitStore)
+        outbox = Outbox(store, executor, config)
+        outbox.start()
+        outbox.add_nowait([Item(("g", "s"), Compression.UNCOMPRESSED, b"%d" % n) for n in range(3)])
+        assert await loop.run_in_executor(None, store.committed.wait, 10)
+        with sqlite3.connect(db_path) as reader:
+            assert reader.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 3
+        assert outbox.pending_count == 3
+        assert outbox.stats.backlog_records == 3
+        assert outbox.stats.backlog_bytes == 3
+        store.go.set()
+        await outbox.close()
+        assert outbox.pending_count == 3
+        assert outbox.stats.backlog_records == 3
+        await loop.run_in_executor(executor, store.close)
 
 
 async def test_close_during_a_commit_keeps_each_record_once(db_path: Path) -> None:
@@ -367,8 +403,9 @@ async def test_close_during_a_commit_keeps_each_record_once(db_path: Path) -> No
         outbox.start()
         outbox.add_nowait([Item(("g", "s"), Compression.UNCOMPRESSED, b"%d" % n) for n in range(3)])
         await loop.run_in_executor(None, store.started.wait, 5)
+        (committer,) = [t for t in asyncio.all_tasks() if t.get_name() == "spotflow outbox"]
         closing = asyncio.create_task(outbox.close())
-        await asyncio.sleep(0.05)  # close cancels the committer while the commit is held
+        await asyncio.wait([committer])  # close cancelled it while the commit is held
         store.go.set()
         async with asyncio.timeout(5):
             await closing

@@ -49,6 +49,10 @@ class Outbox:
         self._config = config
         self._buffer: deque[_Entry] = deque()
         self._buffer_bytes = 0
+        # Entries handed to the writer thread: its transaction may already be visible on disk
+        # before the loop learns the new backlog, so the counters keep them until then.
+        self._in_commit: list[_Entry] = []
+        self._in_commit_bytes = 0
         # Records dropped from the buffer, counted on disk by the next successful commit.
         self._dropped_unsaved = 0
         self._acked: list[int] = []
@@ -147,8 +151,8 @@ class Outbox:
         size = sum(len(entry.item.data) for entry in entries)
         backlog = self._backlog
         if self._config.overflow == "reject_new" and self._over_bound(
-            backlog.records + len(self._buffer) + len(entries),
-            backlog.bytes + self._buffer_bytes + size,
+            backlog.records + len(self._buffer) + len(self._in_commit) + len(entries),
+            backlog.bytes + self._buffer_bytes + self._in_commit_bytes + size,
         ):
             return False
         self._buffer.extend(entries)
@@ -192,7 +196,8 @@ class Outbox:
         backlog = self._backlog
         # Acknowledged messages count as sent even before the commit that deletes them.
         acknowledged = len(self._acked_uncommitted)
-        return backlog.messages - acknowledged + backlog.unpacked_records + len(self._buffer)
+        unsettled = len(self._buffer) + len(self._in_commit)
+        return backlog.messages - acknowledged + backlog.unpacked_records + unsettled
 
     @property
     def stats(self) -> OutboxStats:
@@ -203,8 +208,8 @@ class Outbox:
             records_delivered=backlog.records_delivered,
             messages_delivered=backlog.messages_delivered,
             records_dropped=backlog.records_dropped + self._dropped_unsaved,
-            backlog_records=backlog.records + len(self._buffer),
-            backlog_bytes=backlog.bytes + self._buffer_bytes,
+            backlog_records=backlog.records + len(self._buffer) + len(self._in_commit),
+            backlog_bytes=backlog.bytes + self._buffer_bytes + self._in_commit_bytes,
             last_delivery=self._last_delivery,
         )
 
@@ -261,6 +266,7 @@ class Outbox:
         if not keep_buffer:
             entries = list(self._buffer)
             self._buffer.clear()
+            self._in_commit, self._in_commit_bytes = entries, self._buffer_bytes
             self._buffer_bytes = 0
         acked, self._acked = self._acked, []
         flush, self._flush_wanted = self._flush_wanted, False
@@ -273,6 +279,7 @@ class Outbox:
                 ),
             )
         except SpotflowError as err:
+            self._settle_in_commit()
             # Awaiting callers learn that their records were not accepted; records already
             # accepted (nowait) stay buffered, ahead of newer ones, for the next attempt.
             for entry in entries:
@@ -283,6 +290,7 @@ class Outbox:
             self._flush_wanted |= flush
             raise
         except Exception:
+            self._settle_in_commit()
             # The thread ended with this error and its transaction rolled back.
             self._put_back(entries)
             self._acked[:0] = acked
@@ -310,12 +318,16 @@ class Outbox:
             )
         self._acked_uncommitted.difference_update(acked)
         backlog = self._backlog = commit.backlog
+        self._settle_in_commit()
         self._newest_seq = backlog.newest_message
         if not backlog.unpacked_records:
             self._unpacked_since = None
         elif self._unpacked_since is None:
             self._unpacked_since = self._loop.time()
         self._progress.set()
+
+    def _settle_in_commit(self) -> None:
+        self._in_commit, self._in_commit_bytes = [], 0
 
     # Sending
 
