@@ -136,6 +136,8 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
         """
         with _translated_errors(), self._events_replayed_after_read():
             await self.cloud.async_synchronize()
+        # The cloud answers again: live updates need not wait out the stream's backoff.
+        self.stream.reconnect_now()
         if self.stream.connected and not self._sphere_ids() <= self._streamed_spheres:
             LOGGER.debug("New sphere: reopening the event stream to hear its events")
             self.config_entry.async_create_background_task(

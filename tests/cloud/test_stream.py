@@ -662,3 +662,22 @@ async def test_token_never_logged(
         text = record.getMessage() + (record.exc_text or "")
         assert first_token not in text
         assert second_token not in text
+
+
+async def test_reconnect_now_cuts_a_long_wait_short(
+    sim: CloudSimulator, open_stream: OpenStream, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the cloud answers again, the stream is back at once, not after its backoff."""
+    caplog.set_level(logging.DEBUG, logger=STREAM_LOGGER)
+    stream, watcher = await open_stream(backoff_initial=60.0, backoff_max=60.0, jitter=lambda: 1.0)
+    stream.reconnect_now()  # connected: nothing to cut short
+    sim.stream_fault("no_connection")
+    sim.drop_streams("end")
+    await watcher.connections(True, False)
+    await wait_until(lambda: retry_delays(caplog) == [60.0])  # now waiting a minute
+
+    sim.stream_fault(None)
+    stream.reconnect_now()  # a poll succeeded
+
+    await watcher.connections(True, False, True)
+    assert sim.stream_connections == 2

@@ -24,7 +24,7 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.crownstone_spotflow.cloud import CrownstoneCloud
-from custom_components.crownstone_spotflow.const import DOMAIN
+from custom_components.crownstone_spotflow.const import DOMAIN, SCAN_INTERVAL_WITHOUT_STREAM
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 
 from . import async_poll, async_wait_for_stream, async_wait_until
@@ -360,3 +360,29 @@ async def test_no_stream_at_all(
     cloud.set_switch_state(cloud.stone_id("Desk lamp"), 0)
     await async_poll(hass, init_integration.runtime_data.update_interval)
     assert _state(hass, "light.desk_lamp") == STATE_OFF
+
+
+# Longer than the polls the test lets pass (async_poll runs every timer due within its delay).
+@pytest.mark.parametrize(
+    "stream_options",
+    [FAST_STREAM | {"backoff_initial": 600.0, "backoff_max": 600.0, "jitter": lambda: 1.0}],
+)
+async def test_live_updates_come_back_with_the_cloud(
+    hass: HomeAssistant, cloud: CloudSimulator, init_integration: MockConfigEntry
+) -> None:
+    """The first poll that reaches the cloud again reopens the stream, whatever its backoff."""
+    coordinator = init_integration.runtime_data
+    cloud.inject_fault("http_503")
+    cloud.stream_fault("no_connection")
+    cloud.drop_streams("end")
+    await async_wait_until(hass, lambda: not coordinator.stream.connected)
+    await async_poll(hass, SCAN_INTERVAL_WITHOUT_STREAM)
+    assert _state(hass, "light.desk_lamp") == STATE_UNAVAILABLE
+    assert not coordinator.stream.connected  # waiting out its 10 minutes
+
+    cloud.clear_faults()
+    cloud.stream_fault(None)
+    await async_poll(hass, SCAN_INTERVAL_WITHOUT_STREAM)
+
+    await async_wait_for_stream(coordinator)
+    assert _state(hass, "light.desk_lamp") == STATE_ON
