@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+import socket
 
 import aiohttp
+from aiohttp.abc import ResolveResult
 import pytest
 
 from custom_components.crownstone_spotflow.cloud import (
@@ -118,6 +120,27 @@ async def test_unresolvable_host() -> None:
     async with aiohttp.ClientSession(connector=connector) as session:
         cloud = CrownstoneCloud("a@b.c", "pw", session, base_url="http://nowhere.invalid/api")
         with pytest.raises(CrownstoneConnectionError, match="ClientConnectorDNSError"):
+            await cloud.async_login()
+
+
+class _BrokenResolver(aiohttp.abc.AbstractResolver):
+    """Fails as aiodns 3.2 on pycares 5 did: a TypeError instead of an answer, every time."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        raise TypeError("Channel.getaddrinfo() takes 3 positional arguments but 4 were given")
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+
+async def test_resolver_failing_its_own_way() -> None:
+    """Whatever the resolver raises, the cloud was not reached: a connection error."""
+    connector = aiohttp.TCPConnector(resolver=_BrokenResolver())
+    async with aiohttp.ClientSession(connector=connector) as session:
+        cloud = CrownstoneCloud("a@b.c", "pw", session, base_url="https://nowhere.invalid/api")
+        with pytest.raises(CrownstoneConnectionError, match="TypeError"):
             await cloud.async_login()
 
 

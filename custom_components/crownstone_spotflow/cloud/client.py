@@ -201,7 +201,9 @@ class CloudClient:
                 f"The Crownstone cloud did not answer {method} {url_path} "
                 f"within {self.request_timeout} s"
             ) from None
-        except aiohttp.ClientError as err:
+        except Exception as err:
+            # Any failure before an answer, aiohttp's or a resolver's own (aiodns 3.2 on pycares 5
+            # raised TypeError on every lookup), means the cloud was not reached.
             raise CrownstoneConnectionError(
                 f"Could not reach the Crownstone cloud for {method} {url_path}: "
                 f"{type(err).__name__}"
