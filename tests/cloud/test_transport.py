@@ -16,6 +16,7 @@ from custom_components.crownstone_spotflow.cloud import (
     CrownstoneConnectionError,
     CrownstoneError,
     CrownstoneInvalidResponseError,
+    CrownstoneServerError,
     CrownstoneUnknownError,
     SwitchCommand,
 )
@@ -169,10 +170,10 @@ async def test_server_message_of_a_refused_command(
         # Nothing but LoopBack's word for a crash: the cloud is in trouble.
         (
             '{"error":{"statusCode":500,"message":"Internal Server Error"}}',
-            CrownstoneConnectionError,
+            CrownstoneServerError,
         ),
-        ('{"error":{"statusCode":500}}', CrownstoneConnectionError),
-        ("oops", CrownstoneConnectionError),
+        ('{"error":{"statusCode":500}}', CrownstoneServerError),
+        ("oops", CrownstoneServerError),
     ],
 )
 async def test_commands_refused_with_a_500(

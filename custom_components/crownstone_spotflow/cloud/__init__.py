@@ -14,6 +14,7 @@ from .errors import (
     CrownstoneError,
     CrownstoneInvalidResponseError,
     CrownstoneNotFoundError,
+    CrownstoneServerError,
     CrownstoneUnknownError,
 )
 from .events import (
@@ -58,6 +59,7 @@ __all__ = [
     "CrownstoneEventStream",
     "CrownstoneInvalidResponseError",
     "CrownstoneNotFoundError",
+    "CrownstoneServerError",
     "CrownstoneUnknownError",
     "Crownstones",
     "DataChangeEvent",

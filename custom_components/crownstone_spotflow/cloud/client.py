@@ -19,6 +19,7 @@ from .errors import (
     CrownstoneCredentialsError,
     CrownstoneEmailNotVerifiedError,
     CrownstoneInvalidResponseError,
+    CrownstoneServerError,
     CrownstoneUnknownError,
 )
 from .parsing import as_object, text
@@ -229,12 +230,12 @@ def _decode(
     if status >= 500 or status == 429:
         if command and status == 500:
             _raise_for_refused_command(request, body)
-        raise CrownstoneConnectionError(
+        raise CrownstoneServerError(
             f"The Crownstone cloud answered {request} with {status}{_detail(body)}"
         )
     if _looks_like_html(response, body):
         # Proxies and maintenance pages answer in HTML, whatever the status.
-        raise CrownstoneConnectionError(
+        raise CrownstoneServerError(
             f"The Crownstone cloud answered {request} with an HTML page ({status})"
         )
     if not 200 <= status < 300:
