@@ -40,8 +40,8 @@ class CrownstoneEventStream:
 
     Silence longer than ping_interval + ping_margin counts as a dead stream. Waits between
     attempts grow from backoff_initial to backoff_max (full jitter) and shrink back only after
-    a stream stayed up for a ping interval, or when reconnect_now() says the cloud answers
-    again. A refused token costs one login and an immediate reconnect; when that login is
+    a stream stayed up for a ping interval; reconnect_now() cuts the current wait short. A
+    refused token costs one login and an immediate reconnect; when that login is
     refused, the stream stops and reports the error.
     """
 
@@ -119,10 +119,11 @@ class CrownstoneEventStream:
         return _subscribe(self._error_listeners, listener)
 
     def reconnect_now(self) -> None:
-        """Cut a wait between attempts short and start the backoff over.
+        """Cut the current wait between attempts short.
 
         For a caller that has just heard from the cloud: the stream need not wait out a delay
-        that grew while the cloud was away. Does nothing while connected or stopped.
+        that grew while the cloud was away. The backoff keeps growing should this attempt fail
+        too. Does nothing while connected or stopped.
         """
         if self._task is not None and not self._task.done() and not self._connected:
             self._retry_now.set()
@@ -184,9 +185,7 @@ class CrownstoneEventStream:
             with suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._retry_now.wait()
-            if self._retry_now.is_set():
                 _LOGGER.debug("Event stream reconnecting now: the cloud answers again")
-                failures = 0
             self.reconnect_count += 1
 
     async def _connect_and_read(self) -> bool:
