@@ -136,7 +136,7 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
         """
         with _translated_errors(), self._events_replayed_after_read():
             await self.cloud.async_synchronize()
-        # The cloud answers again: live updates need not wait out the stream's backoff.
+        # The cloud answers: a stream that is down tries again now, not after its backoff.
         self.stream.reconnect_now()
         if self.stream.connected and not self._sphere_ids() <= self._streamed_spheres:
             LOGGER.debug("New sphere: reopening the event stream to hear its events")
