@@ -172,7 +172,8 @@ class DeviceClient:
         self._pending_reported = 0
         self._twin_work = asyncio.Event()
         self._refetch_desired = False
-        self._desired_dirty = False
+        # What the database holds; differs from _desired until the twin loop has saved it.
+        self._saved_desired = self._desired
         self._twin_requests: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
         self._request_id = 0
         self._connected = False
@@ -272,7 +273,7 @@ class DeviceClient:
         )
         settings = await self._run(store.load_settings)
         if "desired" in settings:
-            self._desired = _desired(json.loads(settings["desired"]))
+            self._desired = self._saved_desired = _desired(json.loads(settings["desired"]))
         self._pending_reported = len(await self._run(store.pending_reported))
         self._outbox.start()
         if outbox_ready is not None:
@@ -559,14 +560,11 @@ class DeviceClient:
                 # Otherwise a newer patch arrived while the answer was on its way: keep that.
                 self._apply_desired(desired)
         storage_error: OutboxStorageError | None = None
-        if self._desired_dirty:
-            # Cleared before saving so that a change applied meanwhile is saved too.
-            self._desired_dirty = False
+        if self._desired is not self._saved_desired:
             try:
                 await self._save_desired()
             except OutboxStorageError as err:
                 # Raised after the reported patches: sending them frees space on a full disk.
-                self._desired_dirty = True
                 storage_error = err
         for seq, patch in await self._run(self._store.pending_reported):
             status, _ = await self._twin_request(
@@ -600,8 +598,10 @@ class DeviceClient:
             self._twin_requests.pop(request_id, None)
 
     async def _save_desired(self) -> None:
-        document = {"$version": self._desired.version, **self._desired.values}
-        await self._save({"desired": json.dumps(document)})
+        # Marked saved only once written: a save cut short by close() is done again there.
+        desired = self._desired
+        await self._save({"desired": json.dumps({"$version": desired.version, **desired.values})})
+        self._saved_desired = desired
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         if (response := topics.parse_twin_response(topic)) is not None:
@@ -627,7 +627,6 @@ class DeviceClient:
         if desired == self._desired:
             return
         self._desired = desired
-        self._desired_dirty = True
         self._twin_work.set()
         if self._desired_callback is not None:
             self._notify_desired()
@@ -716,7 +715,7 @@ class DeviceClient:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._desired_dirty:
+        if self._desired is not self._saved_desired:
             # Applied, and so handed to the caller, but not saved by the twin loop yet: the next
             # start must begin from what this one last gave out.
             with suppress(OutboxStorageError):
