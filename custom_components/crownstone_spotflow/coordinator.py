@@ -153,6 +153,8 @@ class CrownstoneDataUpdateCoordinator(DataUpdateCoordinator[Spheres]):
         """
         with _translated_errors():
             self._changes.update(await self.cloud.async_synchronize())
+        # The cloud answers: a stream that is down tries again now, not after its backoff.
+        self.stream.reconnect_now()
         if self.stream.connected and not self._sphere_ids() <= self._streamed_spheres:
             LOGGER.debug("New sphere: reopening the event stream to hear its events")
             self.config_entry.async_create_background_task(

@@ -23,6 +23,7 @@ from .crownstone import (
     CrownstoneConnectionError,
     CrownstoneCredentialsError,
     CrownstoneError,
+    CrownstoneServerError,
     Location,
     Sphere,
 )
@@ -72,6 +73,13 @@ def crownstone_exception_handler[_FuncT: Callable[..., Coroutine[Any, Any, None]
 def _command_error(name: str, error: CrownstoneError) -> HomeAssistantError:
     """Say why a command failed in the user's language; the library's words only as detail."""
     placeholders = {"name": name, "error": str(error)}
+    if isinstance(error, CrownstoneServerError):
+        # Reached, but in trouble: the network is fine, so do not send the user to check it.
+        return HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="cloud_server_error",
+            translation_placeholders=placeholders,
+        )
     if isinstance(error, CrownstoneConnectionError):
         return HomeAssistantError(
             translation_domain=DOMAIN,

@@ -332,12 +332,11 @@ async def test_streams_ending_at_once_back_off_growing(
 
     sim.stream_fault("end_on_connect")
     sim.drop_streams("end")
-    await asyncio.sleep(1.0)  # the window we count attempts in
+    await wait_until(lambda: len(retry_delays(caplog)) >= 5)
 
-    # Waits of 0.05, 0.1, 0.2, 0.4, 0.8 s: four attempts fit into the second, not hundreds.
-    assert sim.stream_connections - before <= 5
+    # Waits of 0.05, 0.1, 0.2, 0.4, 0.8 s: one attempt after each wait, not hundreds.
     delays = retry_delays(caplog)
-    assert len(delays) >= 4
+    assert sim.stream_connections - before <= len(delays)
     assert all(later == pytest.approx(2 * earlier) for earlier, later in pairwise(delays))
     # Every attempt reached STREAM_START, so every one is reported, and every loss too.
     assert watcher.connection[:4] == [True, False, True, False]
@@ -571,7 +570,8 @@ async def test_stop_with_the_stream_open_is_prompt(
     started = loop.time()
     await stream.stop()
 
-    assert loop.time() - started < 0.25
+    # Seconds even on a loaded machine; not waiting for the server, which never ends the stream.
+    assert loop.time() - started < 5
     assert not stream.connected
     await wait_until(lambda: sim.open_streams == 0)
     assert watcher.connection == [True]  # stopping is not a lost connection
@@ -590,7 +590,7 @@ async def test_stop_while_backing_off_is_prompt(
     started = loop.time()
     await stream.stop()
 
-    assert loop.time() - started < 0.25
+    assert loop.time() - started < 5  # far from the minute's wait, even on a loaded machine
     assert sim.stream_connections == 1
 
 
@@ -662,3 +662,22 @@ async def test_token_never_logged(
         text = record.getMessage() + (record.exc_text or "")
         assert first_token not in text
         assert second_token not in text
+
+
+async def test_reconnect_now_cuts_a_long_wait_short(
+    sim: CloudSimulator, open_stream: OpenStream, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the cloud answers again, the stream is back at once, not after its backoff."""
+    caplog.set_level(logging.DEBUG, logger=STREAM_LOGGER)
+    stream, watcher = await open_stream(backoff_initial=60.0, backoff_max=60.0, jitter=lambda: 1.0)
+    stream.reconnect_now()  # connected: nothing to cut short
+    sim.stream_fault("no_connection")
+    sim.drop_streams("end")
+    await watcher.connections(True, False)
+    await wait_until(lambda: retry_delays(caplog) == [60.0])  # now waiting a minute
+
+    sim.stream_fault(None)
+    stream.reconnect_now()  # a poll succeeded
+
+    await watcher.connections(True, False, True)
+    assert sim.stream_connections == 2

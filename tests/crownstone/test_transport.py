@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 import socket
 
 import aiohttp
+from aiohttp.abc import ResolveResult
 import pytest
 
 from custom_components.crownstone_spotflow.crownstone import (
@@ -15,6 +16,7 @@ from custom_components.crownstone_spotflow.crownstone import (
     CrownstoneConnectionError,
     CrownstoneError,
     CrownstoneInvalidResponseError,
+    CrownstoneServerError,
     CrownstoneUnknownError,
     SwitchCommand,
 )
@@ -136,6 +138,27 @@ async def test_unresolvable_host() -> None:
             await cloud.async_login()
 
 
+class _BrokenResolver(aiohttp.abc.AbstractResolver):
+    """Fails as aiodns 3.2 on pycares 5 did: a TypeError instead of an answer, every time."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        raise TypeError("Channel.getaddrinfo() takes 3 positional arguments but 4 were given")
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+
+async def test_resolver_failing_its_own_way() -> None:
+    """Whatever the resolver raises, the cloud was not reached: a connection error."""
+    connector = aiohttp.TCPConnector(resolver=_BrokenResolver())
+    async with aiohttp.ClientSession(connector=connector) as session:
+        cloud = CrownstoneCloud("a@b.c", "pw", session, base_url="https://nowhere.invalid/api")
+        with pytest.raises(CrownstoneConnectionError, match="TypeError"):
+            await cloud.async_login()
+
+
 async def test_server_message_of_a_refused_command(
     synced_cloud: CrownstoneCloud, cloud_sim: CloudSimulator
 ) -> None:
@@ -161,10 +184,10 @@ async def test_server_message_of_a_refused_command(
         # Nothing but LoopBack's word for a crash: the cloud is in trouble.
         (
             '{"error":{"statusCode":500,"message":"Internal Server Error"}}',
-            CrownstoneConnectionError,
+            CrownstoneServerError,
         ),
-        ('{"error":{"statusCode":500}}', CrownstoneConnectionError),
-        ("oops", CrownstoneConnectionError),
+        ('{"error":{"statusCode":500}}', CrownstoneServerError),
+        ("oops", CrownstoneServerError),
     ],
 )
 async def test_commands_refused_with_a_500(

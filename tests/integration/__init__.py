@@ -25,7 +25,8 @@ async def async_poll(hass: HomeAssistant, after: timedelta = SCAN_INTERVAL) -> N
 
 async def async_wait_for_stone_state(cloud: CloudSimulator, stone_id: str, value: float) -> None:
     """Wait until the simulated phone has executed a switch command."""
-    async with asyncio.timeout(2):
+    # Deadlines here only end a test that would hang: generous, for a loaded machine.
+    async with asyncio.timeout(10):
         # The simulator offers no event to wait on.
         while _stone_state(cloud, stone_id) != value:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
@@ -44,7 +45,7 @@ async def async_wait_for_stream(coordinator: CrownstoneDataUpdateCoordinator) ->
     )
     try:
         if not coordinator.stream.connected:
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(10):
                 await connected.wait()
     finally:
         unsubscribe()
@@ -52,7 +53,7 @@ async def async_wait_for_stream(coordinator: CrownstoneDataUpdateCoordinator) ->
 
 async def async_wait_until(hass: HomeAssistant, condition: Callable[[], bool]) -> None:
     """Wait until a pushed change made the condition true (it arrives over a socket)."""
-    async with asyncio.timeout(3):
+    async with asyncio.timeout(10):
         while not condition():
             await asyncio.sleep(0.005)
             await hass.async_block_till_done()

@@ -40,7 +40,7 @@ async def cloud(hass: HomeAssistant, socket_enabled: None) -> AsyncGenerator[Clo
     await simulator.stop()
 
 
-# Production waits up to 5 minutes between attempts; tests wait milliseconds. The simulator
+# Production waits up to 30 s between attempts; tests wait milliseconds. The simulator
 # pings every second (see `cloud`), so a silent stream is noticed after 1.5 s.
 FAST_STREAM = {
     "ping_interval": 1.0,

@@ -23,7 +23,7 @@ from homeassistant.data_entry_flow import FlowResultType
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.crownstone_spotflow.const import DOMAIN
+from custom_components.crownstone_spotflow.const import DOMAIN, SCAN_INTERVAL_WITHOUT_STREAM
 from custom_components.crownstone_spotflow.crownstone import CrownstoneCloud
 from simulators.crownstone_cloud import DEMO_EMAIL, DEMO_PASSWORD, CloudSimulator
 
@@ -357,9 +357,12 @@ async def test_stream_ending_again_and_again(
         if (match := re.fullmatch(r"Event stream reconnecting in ([\d.]+) s", record.getMessage()))
     ]
     assert waits[:5] == [0.05, 0.1, 0.2, 0.4, 0.4]
-    assert elapsed >= 1.1
     # Each short-lived stream asks for a resync; the debouncer keeps that to one or two reads.
     assert cloud.request_count("GET", "/spheres") <= 3
+    # A resync that reaches the cloud cuts the stream's current wait (0.4 s at most) short.
+    cut_short = caplog.text.count("Event stream reconnecting now")
+    assert cut_short <= 2
+    assert elapsed >= 1.1 - 0.4 * cut_short
 
     cloud.stream_fault(None)
     await async_wait_for_stream(init_integration.runtime_data)
@@ -376,3 +379,29 @@ async def test_no_stream_at_all(
     cloud.set_switch_state(cloud.stone_id("Desk lamp"), 0)
     await async_poll(hass, init_integration.runtime_data.update_interval)
     assert _state(hass, stone_entity(hass, cloud, "Desk lamp")) == STATE_OFF
+
+
+# Longer than the polls the test lets pass (async_poll runs every timer due within its delay).
+@pytest.mark.parametrize(
+    "stream_options",
+    [FAST_STREAM | {"backoff_initial": 600.0, "backoff_max": 600.0, "jitter": lambda: 1.0}],
+)
+async def test_live_updates_come_back_with_the_cloud(
+    hass: HomeAssistant, cloud: CloudSimulator, init_integration: MockConfigEntry
+) -> None:
+    """The first poll that reaches the cloud again reopens the stream, whatever its backoff."""
+    coordinator = init_integration.runtime_data
+    cloud.inject_fault("http_503")
+    cloud.stream_fault("no_connection")
+    cloud.drop_streams("end")
+    await async_wait_until(hass, lambda: not coordinator.stream.connected)
+    await async_poll(hass, SCAN_INTERVAL_WITHOUT_STREAM)
+    assert _state(hass, stone_entity(hass, cloud, "Desk lamp")) == STATE_UNAVAILABLE
+    assert not coordinator.stream.connected  # waiting out its 10 minutes
+
+    cloud.clear_faults()
+    cloud.stream_fault(None)
+    await async_poll(hass, SCAN_INTERVAL_WITHOUT_STREAM)
+
+    await async_wait_for_stream(coordinator)
+    assert _state(hass, stone_entity(hass, cloud, "Desk lamp")) == STATE_ON

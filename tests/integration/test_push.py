@@ -578,7 +578,7 @@ async def test_switched_during_a_poll(hass: HomeAssistant, cloud: CloudSimulator
     cloud.inject_fault("slow_answer", path="/spheres", count=1, seconds=0.3)
     async_fire_time_changed(hass, dt_util.utcnow() + SCAN_INTERVAL)
     # No async_block_till_done here: it would wait for the slow poll to end.
-    async with asyncio.timeout(3):
+    async with asyncio.timeout(10):
         while cloud.request_count(path_contains="/spheres") == polled:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
         cloud.set_switch_state(cloud.stone_id("Desk lamp"), 0)

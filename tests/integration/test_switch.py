@@ -70,9 +70,19 @@ async def test_turn_on_off(hass: HomeAssistant, cloud: CloudSimulator) -> None:
 
 
 @pytest.mark.usefixtures("init_integration")
-async def test_cloud_error(hass: HomeAssistant, cloud: CloudSimulator) -> None:
+@pytest.mark.parametrize(
+    ("fault", "translation_key"),
+    [
+        ("http_503", "cloud_server_error"),
+        ("html", "cloud_server_error"),
+        ("reset", "cannot_reach_cloud"),
+    ],
+)
+async def test_cloud_error(
+    hass: HomeAssistant, cloud: CloudSimulator, fault: str, translation_key: str
+) -> None:
     """A failed command raises a translated error and the switch keeps its true state."""
-    cloud.inject_fault("http_503", path="/switch")
+    cloud.inject_fault(fault, path="/switch")  # type: ignore[arg-type]
     with pytest.raises(HomeAssistantError) as error:
         await hass.services.async_call(
             SWITCH_DOMAIN,
@@ -81,7 +91,7 @@ async def test_cloud_error(hass: HomeAssistant, cloud: CloudSimulator) -> None:
             blocking=True,
         )
     assert error.value.translation_domain == DOMAIN
-    assert error.value.translation_key == "cannot_reach_cloud"
+    assert error.value.translation_key == translation_key
     assert error.value.translation_placeholders["name"] == "Coffee machine"
     state = hass.states.get(entity_id_of(hass, cloud.stone_id("Coffee machine"), "outlet"))
     assert state is not None

@@ -510,8 +510,11 @@ async def test_reset_latency_and_hang(cloud: CloudSimulator) -> None:
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.2):
                 await get(http, url, token)
+        asked = cloud.request_count(path_contains="/spheres")
         hanging = asyncio.ensure_future(get(http, url, token))
-        await asyncio.sleep(0.05)
+        async with asyncio.timeout(5):
+            while cloud.request_count(path_contains="/spheres") == asked:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
         await cloud.stop()  # must not wait for the hanging request
         with pytest.raises(aiohttp.ClientConnectionError):
             await hanging

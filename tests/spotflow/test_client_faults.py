@@ -151,7 +151,7 @@ async def test_desired_properties_saved_once_the_disk_has_room(
     await sim.start_broker()
     await _until(lambda: client.get_desired_properties().version == version)
     await _until(lambda: not client.any_pending_reported_properties_updates)
-    await _until(lambda: not client._desired_dirty)
+    await _until(lambda: client._saved_desired is client._desired)
     assert sim.connection_count("dev-1") == 1
     await client.close()
     await sim.stop_broker()
@@ -190,7 +190,7 @@ async def test_late_twin_answer_does_not_roll_back_desired_properties(
     monkeypatch.setattr(client, "_twin_request", patch_in_flight)
     sim.drop_connection("dev-1")
     await _until(lambda: bool(patched))
-    await _until(lambda: not client._refetch_desired and not client._desired_dirty)
+    await _until(lambda: not client._refetch_desired and client._saved_desired is client._desired)
     await client.update_reported_properties({"synced": True})  # after the GET was handled
     await _until(lambda: not client.any_pending_reported_properties_updates)
     assert client.get_desired_properties() == DesiredProperties(patched[0], {"mode": "away"})

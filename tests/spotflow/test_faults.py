@@ -105,6 +105,23 @@ async def test_api_errors_and_timeouts(sim: PlatformSimulator) -> None:
             await api.register(token.token)
 
 
+async def test_an_outage_is_logged_once_and_its_end_once(
+    start_client: StartClient, sim: PlatformSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Five failed retries make one warning, not five; the recovery one line more."""
+    caplog.set_level(logging.INFO, logger=client_module.__name__)
+    sim.inject_api_fault(REGISTER, 503, {"title": "Service Unavailable"}, count=5)
+    client = await start_client()
+    await wait_connected(client)
+    ours = [r for r in caplog.records if r.name == client_module.__name__]
+    warnings = [r.getMessage() for r in ours if r.levelno >= logging.WARNING]
+    assert warnings == [
+        "Reaching the Spotflow platform failed, retrying until it works: "
+        "Registration failed with HTTP status 503"
+    ]
+    assert sum(r.getMessage() == "Reaching the Spotflow platform works again" for r in ours) == 1
+
+
 async def test_provisioning_survives_platform_restarts(
     tmp_path: Path, socket_enabled: None, db_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -116,7 +133,7 @@ async def test_provisioning_survives_platform_restarts(
     await first.stop()
 
     task = asyncio.create_task(_start(first, db_path))
-    await _until(lambda: "Spotflow platform unavailable, retrying" in caplog.text)
+    await _until(lambda: "Reaching the Spotflow platform failed, retrying" in caplog.text)
     second = PlatformSimulator(data_dir, operation_ttl=60, api_port=api_port, mqtt_port=mqtt_port)
     await second.start()
     operation = await second.wait_for_operation()
@@ -180,7 +197,7 @@ async def test_refresh_loop_retries_then_stops_when_revoked(
         try:
             await wait_connected(client)
             await _until(lambda: isinstance(client.last_error, RegistrationTokenRevokedError))
-            assert "Cannot refresh the registration token, retrying" in caplog.text
+            assert "Refreshing the registration token failed, retrying" in caplog.text
             await wait_connected(client, connected=False)
         finally:
             await client.close()

@@ -15,6 +15,7 @@ from .errors import (
     CrownstoneError,
     CrownstoneInvalidResponseError,
     CrownstoneNotFoundError,
+    CrownstoneServerError,
     CrownstoneUnknownError,
 )
 from .events import (
@@ -60,6 +61,7 @@ __all__ = [
     "CrownstoneEventStream",
     "CrownstoneInvalidResponseError",
     "CrownstoneNotFoundError",
+    "CrownstoneServerError",
     "CrownstoneUnknownError",
     "Crownstones",
     "DataChangeEvent",

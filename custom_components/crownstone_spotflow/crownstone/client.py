@@ -19,6 +19,7 @@ from .errors import (
     CrownstoneCredentialsError,
     CrownstoneEmailNotVerifiedError,
     CrownstoneInvalidResponseError,
+    CrownstoneServerError,
     CrownstoneUnknownError,
 )
 from .parsing import as_object, text
@@ -201,7 +202,9 @@ class CloudClient:
                 f"The Crownstone cloud did not answer {method} {url_path} "
                 f"within {self.request_timeout} s"
             ) from None
-        except aiohttp.ClientError as err:
+        except Exception as err:
+            # Any failure before an answer, aiohttp's or a resolver's own (aiodns 3.2 on pycares 5
+            # raised TypeError on every lookup), means the cloud was not reached.
             raise CrownstoneConnectionError(
                 f"Could not reach the Crownstone cloud for {method} {url_path}: "
                 f"{type(err).__name__}"
@@ -227,12 +230,12 @@ def _decode(
     if status >= 500 or status == 429:
         if command and status == 500:
             _raise_for_refused_command(request, body)
-        raise CrownstoneConnectionError(
+        raise CrownstoneServerError(
             f"The Crownstone cloud answered {request} with {status}{_detail(body)}"
         )
     if _looks_like_html(response, body):
         # Proxies and maintenance pages answer in HTML, whatever the status.
-        raise CrownstoneConnectionError(
+        raise CrownstoneServerError(
             f"The Crownstone cloud answered {request} with an HTML page ({status})"
         )
     if not 200 <= status < 300:

@@ -42,6 +42,10 @@ class CrownstoneConnectionError(CrownstoneError):
     """The cloud could not be reached or is in trouble (network, timeout, 5xx, HTML pages)."""
 
 
+class CrownstoneServerError(CrownstoneConnectionError):
+    """The cloud was reached and answered with a server error (5xx, 429, an HTML page)."""
+
+
 class CrownstoneInvalidResponseError(CrownstoneError):
     """The cloud answered something that is not the JSON this library expects."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import suppress
 from datetime import UTC, datetime
 import logging
 import random
@@ -41,8 +42,9 @@ class CrownstoneEventStream:
 
     Silence longer than ping_interval + ping_margin counts as a dead stream. Waits between
     attempts grow from backoff_initial to backoff_max (full jitter) and shrink back only after
-    a stream stayed up for a ping interval. A refused token costs one login and an immediate
-    reconnect; when that login is refused, the stream stops and reports the error.
+    a stream stayed up for a ping interval; reconnect_now() cuts the current wait short. A
+    refused token costs one login and an immediate reconnect; when that login is
+    refused, the stream stops and reports the error.
     """
 
     def __init__(
@@ -55,7 +57,10 @@ class CrownstoneEventStream:
         ping_interval: float = 30.0,
         ping_margin: float = 5.0,
         backoff_initial: float = 1.0,
-        backoff_max: float = 300.0,
+        # Full jitter under a 30 s cap: on average 15 s, at most 30 s, from the cloud's return
+        # to live updates (sooner when a poll succeeds), while a cloud refusing everyone sees
+        # each client only every 15 s on average.
+        backoff_max: float = 30.0,
         connect_timeout: float = 10.0,
         jitter: Callable[[], float] = random.random,
     ) -> None:
@@ -78,6 +83,7 @@ class CrownstoneEventStream:
         self._connection_listeners: list[Callable[[bool], None]] = []
         self._error_listeners: list[Callable[[CrownstoneError], None]] = []
         self._task: asyncio.Task[None] | None = None
+        self._retry_now = asyncio.Event()
         self._connected = False
         self._connected_since: float | None = None
         self._login_needed = False
@@ -114,6 +120,16 @@ class CrownstoneEventStream:
         """Call listener when the stream gives up for good: the cloud refused a new login."""
         return _subscribe(self._error_listeners, listener)
 
+    def reconnect_now(self) -> None:
+        """Cut the current wait between attempts short.
+
+        For a caller that has just heard from the cloud: the stream need not wait out a delay
+        that grew while the cloud was away. The backoff keeps growing should this attempt fail
+        too. Does nothing while connected or stopped.
+        """
+        if self._task is not None and not self._task.done() and not self._connected:
+            self._retry_now.set()
+
     async def start(self) -> None:
         """Start reading in the background; return at once."""
         if self._task is not None and not self._task.done():
@@ -144,6 +160,7 @@ class CrownstoneEventStream:
         relogged_in_since_healthy = False
         while True:
             token_rejected = False
+            self._retry_now.clear()
             try:
                 token_rejected = await self._connect_and_read()
             except CrownstoneAuthenticationError as err:
@@ -166,7 +183,10 @@ class CrownstoneEventStream:
             )
             failures += 1
             _LOGGER.debug("Event stream reconnecting in %.2f s", delay)
-            await asyncio.sleep(delay)
+            with suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._retry_now.wait()
+                _LOGGER.debug("Event stream reconnecting now: the cloud answers again")
             self.reconnect_count += 1
 
     async def _connect_and_read(self) -> bool:

@@ -49,6 +49,30 @@ _DEFAULT_MQTT_PORT = 8883
 _CREDENTIAL_KEYS = ("registration_token", "token_expiration", "token_refresh_at")
 
 
+class _Outage:
+    """Logs a failing job once when it starts failing and once when it works again.
+
+    A retry every `retry_interval` must not repeat the warning for as long as the platform is away
+    (Home Assistant's log-when-unavailable rule); the later failures go to the debug log.
+    """
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._failing = False
+
+    def failed(self, err: SpotflowError) -> None:
+        if self._failing:
+            _LOGGER.debug("%s still failing: %s", self._what, err)
+            return
+        self._failing = True
+        _LOGGER.warning("%s failed, retrying until it works: %s", self._what, err)
+
+    def worked(self) -> None:
+        if self._failing:
+            self._failing = False
+            _LOGGER.info("%s works again", self._what)
+
+
 def _refresh_time(expiration: datetime) -> datetime:
     """Refresh at min(expiry - 10 min, now + lifetime / 2); at half the lifetime if short."""
     now = datetime.now(UTC)
@@ -149,7 +173,8 @@ class DeviceClient:
         self._pending_reported = 0
         self._twin_work = asyncio.Event()
         self._refetch_desired = False
-        self._desired_dirty = False
+        # What the database holds; differs from _desired until the twin loop has saved it.
+        self._saved_desired = self._desired
         self._twin_requests: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
         self._request_id = 0
         self._connected = False
@@ -249,7 +274,7 @@ class DeviceClient:
         )
         settings = await self._run(store.load_settings)
         if "desired" in settings:
-            self._desired = _desired(json.loads(settings["desired"]))
+            self._desired = self._saved_desired = _desired(json.loads(settings["desired"]))
         self._pending_reported = len(await self._run(store.pending_reported))
         self._outbox.start()
         if outbox_ready is not None:
@@ -324,14 +349,18 @@ class DeviceClient:
 
     async def _retrying[T](self, call: Callable[[], Awaitable[T]]) -> T:
         """Retry a call while it fails transiently, every `retry_interval`."""
+        outage = _Outage("Reaching the Spotflow platform")
         while True:
             try:
-                return await call()
+                result = await call()
             except SpotflowCertificateError:
                 raise  # Retrying cannot help: a person must add the CA.
             except SpotflowConnectionError as err:
-                _LOGGER.warning("Spotflow platform unavailable, retrying: %s", err)
+                outage.failed(err)
                 await asyncio.sleep(self._retry_interval)
+            else:
+                outage.worked()
+                return result
 
     # Credentials
 
@@ -375,6 +404,7 @@ class DeviceClient:
         return registration
 
     async def _refresh_token_loop(self) -> None:
+        outage = _Outage("Refreshing the registration token")
         while True:
             assert self._refresh_at is not None
             assert self._token is not None
@@ -384,7 +414,7 @@ class DeviceClient:
                 token = await self._api.refresh_token(self._provisioning_token, self._token.token)
             except (SpotflowConnectionError, WorkspaceDisabledError) as err:
                 # A disabled workspace can be enabled again: not a reason to stop for good.
-                _LOGGER.warning("Cannot refresh the registration token, retrying: %s", err)
+                outage.failed(err)
                 if isinstance(err, WorkspaceDisabledError):
                     self.last_error = err
                 await asyncio.sleep(self._retry_interval)
@@ -392,6 +422,7 @@ class DeviceClient:
             except SpotflowError as err:
                 await self._fail(err)
                 return
+            outage.worked()
             if isinstance(self.last_error, WorkspaceDisabledError):
                 self.last_error = None
             await self._store_token(token)
@@ -501,6 +532,7 @@ class DeviceClient:
     # Twin
 
     async def _twin_loop(self, session: MqttSession) -> None:
+        outage = _Outage("Synchronizing the device twin")
         while True:
             await self._twin_work.wait()
             self._twin_work.clear()
@@ -509,9 +541,11 @@ class DeviceClient:
             except (_TwinTimeoutError, _TwinBusyError, OutboxStorageError) as err:
                 # Stream messages keep flowing meanwhile: neither the twin nor a full disk is a
                 # reason to hold delivery back or to hang up. What was not done is tried later.
-                _LOGGER.warning("Device twin not synchronized, trying again later: %s", err)
+                outage.failed(err)
                 self._twin_work.set()
                 await asyncio.sleep(self._retry_interval)
+            else:
+                outage.worked()
 
     async def _sync_twin(self, session: MqttSession) -> None:
         if self._refetch_desired:
@@ -529,15 +563,11 @@ class DeviceClient:
                 # Otherwise a newer patch arrived while the answer was on its way: keep that.
                 self._apply_desired(desired)
         storage_error: OutboxStorageError | None = None
-        if self._desired_dirty:
-            # Cleared before saving so that a change applied meanwhile is saved too.
-            self._desired_dirty = False
-            document = {"$version": self._desired.version, **self._desired.values}
+        if self._desired is not self._saved_desired:
             try:
-                await self._save({"desired": json.dumps(document)})
+                await self._save_desired()
             except OutboxStorageError as err:
                 # Raised after the reported patches: sending them frees space on a full disk.
-                self._desired_dirty = True
                 storage_error = err
         for seq, patch in await self._run(self._store.pending_reported):
             status, _ = await self._twin_request(
@@ -570,6 +600,12 @@ class DeviceClient:
         finally:
             self._twin_requests.pop(request_id, None)
 
+    async def _save_desired(self) -> None:
+        # Marked saved only once written: a save cut short by close() is done again there.
+        desired = self._desired
+        await self._save({"desired": json.dumps({"$version": desired.version, **desired.values})})
+        self._saved_desired = desired
+
     def _on_message(self, topic: str, payload: bytes) -> None:
         if (response := topics.parse_twin_response(topic)) is not None:
             status, request_id = response
@@ -594,7 +630,6 @@ class DeviceClient:
         if desired == self._desired:
             return
         self._desired = desired
-        self._desired_dirty = True
         self._twin_work.set()
         if self._desired_callback is not None:
             self._notify_desired()
@@ -683,6 +718,11 @@ class DeviceClient:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._desired is not self._saved_desired:
+            # Applied, and so handed to the caller, but not saved by the twin loop yet: the next
+            # start must begin from what this one last gave out.
+            with suppress(OutboxStorageError):
+                await self._save_desired()
         await self._outbox.close()
         with suppress(Exception):
             await self._run(self._store.close)
