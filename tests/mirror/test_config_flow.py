@@ -326,3 +326,30 @@ def test_only_the_mirror_has_options(hass: HomeAssistant) -> None:
     mirror = MockConfigEntry(domain=DOMAIN, data=MIRROR_DATA)
     assert not CrownstoneConfigFlow.async_supports_options_flow(account)
     assert CrownstoneConfigFlow.async_supports_options_flow(mirror)
+
+
+async def test_two_dialogs_at_once(hass: HomeAssistant, platform: PlatformSimulator) -> None:
+    """A dialog left open elsewhere (a closed browser tab) does not block adding the mirror; the
+    first approved creates it, and the other ends, leaving nothing behind."""
+    first = await start(hass)
+    second = await start(hass)
+    first_operation = await submit(hass, platform, first, mirror_input(platform))
+    result = await hass.config_entries.flow.async_configure(
+        second, mirror_input(platform, device_id="ha-second")
+    )
+    code = result["description_placeholders"]["verification_code"]
+    (second_operation,) = (
+        op.id for op in platform.pending_operations() if op.verification_code == code
+    )
+    platform.approve(first_operation)
+    assert (await outcome(hass, first))["type"] is FlowResultType.CREATE_ENTRY
+    (entry,) = hass.config_entries.async_entries(DOMAIN)
+    # Home Assistant ends the other dialog; it stops asking and removes its outbox.
+    assert second not in {flow["flow_id"] for flow in hass.config_entries.flow.async_progress()}
+    storage = Path(hass.config.path(".storage"))
+    await wait_for(
+        lambda: [path.name for path in storage.glob("*.spotflow.db")] == [entry.options["outbox"]]
+    )
+    platform.approve(second_operation)
+    await hass.async_block_till_done()
+    assert await hass.config_entries.async_unload(entry.entry_id)

@@ -41,7 +41,9 @@ class MirrorConfigFlowSteps(ConfigFlow):
 
     async def async_step_mirror(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Ask for the provisioning token and the device's name; then provision it."""
-        await self.async_set_unique_id(MIRROR_UNIQUE_ID)
+        # Not raise_on_progress: a dialog left open in a closed browser tab must not keep anyone
+        # from adding the mirror. The first to finish wins; Home Assistant then ends the others.
+        await self.async_set_unique_id(MIRROR_UNIQUE_ID, raise_on_progress=False)
         self._abort_if_unique_id_configured(error="single_instance_allowed")
         errors = self._mirror_errors or {}
         self._mirror_errors = None
