@@ -353,12 +353,18 @@ class _HeldStore(Store):
         self.go = threading.Event()
 
     def commit(
-        self, items: Sequence[Item], acked: Iterable[int], *, flush: bool, dropped: int
+        self,
+        items: Sequence[Item],
+        acked: Iterable[int],
+        *,
+        flush: bool,
+        dropped: int,
+        watermark: float | None = None,
     ) -> Commit:
         self.started.set()
         if not self.hold_after_commit:
             self.go.wait(10)
-        commit = super().commit(items, acked, flush=flush, dropped=dropped)
+        commit = super().commit(items, acked, flush=flush, dropped=dropped, watermark=watermark)
         self.committed.set()
         if self.hold_after_commit:
             self.go.wait(10)

@@ -1,7 +1,8 @@
 """The supervisor: keeps a Spotflow client running for the mirror entry, and says how it goes.
 
 It starts the client (which may wait for the platform or for an approval), attaches the hot path
-as soon as the outbox accepts records, restarts after a revoked registration, turns what keeps the
+as soon as the outbox accepts records (before anything waits for the network), catches up from the
+recorder what the outbox's watermark says the mirror did not hear, restarts after a revoked registration, turns what keeps the
 client from the platform into repair issues, and keeps the counters and reported properties
 current. It knows nothing of any Crownstone account.
 """
@@ -27,6 +28,7 @@ from custom_components.crownstone_spotflow.spotflow import (
     SpotflowError,
 )
 
+from .catch_up import async_catch_up
 from .listener import StateListener
 from .repairs import (
     CONNECTION_ISSUES,
@@ -151,13 +153,16 @@ class MirrorSupervisor:
                 ),
             )
         )
-        self.listener.async_attach(
+        window = self.listener.async_attach(
             client.create_stream_sender(
                 stream_group=self.settings.stream_group,
                 stream=self.settings.stream,
                 compression=self.settings.compression,
-            )
+            ),
+            client.watermark,
         )
+        if window is not None:
+            self.async_create_task(async_catch_up(self.hass, self.listener, window), "catch-up")
         self.reported.async_schedule()
         self._async_notify()
 

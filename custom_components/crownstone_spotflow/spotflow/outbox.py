@@ -7,6 +7,9 @@ connected, the sender keeps up to `max_in_flight` messages published and unackno
 them from the database (the only source of truth), and deletes each one in a later commit after
 its PUBACK. Records are packed into a partial message only when the window has room and the oldest
 of them waited `pack_linger`, so a slow trickle still forms few messages.
+
+A watermark handed over with records is stored by the commit that stores them (or a later one),
+never before: `watermark` is what the disk holds.
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ class Outbox:
         self._acked_uncommitted: set[int] = set()
         self._ack_waiters: dict[int, asyncio.Future[None]] = {}
         self._flush_wanted = False
+        # The caller's watermark: committed, and waiting for the next commit.
+        self._watermark = store.watermark
+        self._watermark_wanted: float | None = None
         self._wake = asyncio.Event()
         self._urgent = asyncio.Event()
         self._progress = asyncio.Event()
@@ -90,7 +96,7 @@ class Outbox:
             with suppress(SpotflowError):
                 await self._committing
             self._committing = None
-        if self._buffer or self._acked:
+        if self._buffer or self._acked or self._watermark_wanted is not None:
             with suppress(SpotflowError):
                 await self._commit_once()
         if self._buffer:
@@ -111,8 +117,13 @@ class Outbox:
 
     # Enqueueing
 
-    def add_nowait(self, items: Sequence[Item]) -> None:
-        """Buffer items for the next group commit; refused ones count as dropped."""
+    def add_nowait(self, items: Sequence[Item], watermark: float | None = None) -> None:
+        """Buffer items for the next group commit; refused ones count as dropped.
+
+        A watermark is stored with them (even when the bound dropped some of them).
+        """
+        if watermark is not None:
+            self._watermark_wanted = watermark
         for item in items:
             item.accepted = True
         self._records_enqueued += len(items)
@@ -120,11 +131,16 @@ class Outbox:
             self._dropped_unsaved += len(items)
         self._wake.set()
 
-    async def add(self, items: Sequence[Item]) -> None:
-        """Buffer items and return once they are on disk; OutboxFullError if refused."""
+    async def add(self, items: Sequence[Item], watermark: float | None = None) -> None:
+        """Buffer items and return once they are on disk; OutboxFullError if refused.
+
+        A watermark is stored with them.
+        """
         future: asyncio.Future[None] = self._loop.create_future()
         if not self._add_to_buffer([_Entry(item, future) for item in items]):
             raise OutboxFullError("The outbox is full")
+        if watermark is not None:
+            self._watermark_wanted = watermark
         self._wake.set()
         self._urgent.set()
         await future
@@ -214,6 +230,11 @@ class Outbox:
         )
 
     @property
+    def watermark(self) -> float | None:
+        """Return the newest watermark on disk (None if none was ever stored)."""
+        return self._watermark
+
+    @property
     def storage_error(self) -> SpotflowError | None:
         """Return the error of the last failed commit, None once a commit succeeded."""
         return self._storage_error
@@ -263,7 +284,9 @@ class Outbox:
         self._wake.clear()
         self._urgent.clear()
         entries: list[_Entry] = []
+        watermark: float | None = None
         if not keep_buffer:
+            watermark, self._watermark_wanted = self._watermark_wanted, None
             entries = list(self._buffer)
             self._buffer.clear()
             self._in_commit, self._in_commit_bytes = entries, self._buffer_bytes
@@ -275,11 +298,18 @@ class Outbox:
             commit = await self._loop.run_in_executor(
                 self._executor,
                 lambda: self._store.commit(
-                    [entry.item for entry in entries], acked, flush=flush, dropped=dropped
+                    [entry.item for entry in entries],
+                    acked,
+                    flush=flush,
+                    dropped=dropped,
+                    watermark=watermark,
                 ),
             )
         except SpotflowError as err:
             self._settle_in_commit()
+            if all(entry.future is None for entry in entries):
+                # Else the watermark would claim records their callers were told are not stored.
+                self._keep_watermark(watermark)
             # Awaiting callers learn that their records were not accepted; records already
             # accepted (nowait) stay buffered, ahead of newer ones, for the next attempt.
             for entry in entries:
@@ -291,11 +321,14 @@ class Outbox:
             raise
         except Exception:
             self._settle_in_commit()
+            self._keep_watermark(watermark)
             # The thread ended with this error and its transaction rolled back.
             self._put_back(entries)
             self._acked[:0] = acked
             raise
         self._dropped_unsaved -= dropped
+        if watermark is not None:
+            self._watermark = watermark
         if not keep_buffer:
             self._storage_error = None
         refused = {id(entries[index]) for index in commit.rejected}
@@ -325,6 +358,11 @@ class Outbox:
         elif self._unpacked_since is None:
             self._unpacked_since = self._loop.time()
         self._progress.set()
+
+    def _keep_watermark(self, watermark: float | None) -> None:
+        # A newer one, handed over during the failed commit, stands for it too.
+        if self._watermark_wanted is None:
+            self._watermark_wanted = watermark
 
     def _settle_in_commit(self) -> None:
         self._in_commit, self._in_commit_bytes = [], 0

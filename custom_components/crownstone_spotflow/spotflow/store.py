@@ -6,6 +6,10 @@ acknowledged messages, enforces the backlog bound and packs records into message
 the same transaction makes a message's records, batch ID and message ID a durable decision taken
 before its first publish, so every resend carries exactly the same content under the same IDs and
 the platform's deduplication is safe.
+
+A commit may also store the caller's watermark (a number, such as the time of the newest change
+the records describe) in the same transaction as the records: after a crash, the watermark says
+exactly up to where the records reached the disk, even once they were delivered and deleted.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ CREATE TABLE IF NOT EXISTS reported (seq INTEGER PRIMARY KEY AUTOINCREMENT, patc
 _CORRUPT_CODES: Final = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 _COUNTERS: Final = ("records_dropped", "records_delivered", "messages_delivered")
 _SQL_VARIABLES: Final = 500
+_WATERMARK: Final = "watermark"
 
 type StreamKey = tuple[str, str]
 
@@ -138,6 +143,8 @@ class Store:
         self._config = config
         self._state = _State()
         self.salt: bytes = b""
+        # The newest watermark committed; None until a commit stored one.
+        self.watermark: float | None = None
         self.tag = ""
 
     @classmethod
@@ -184,6 +191,7 @@ class Store:
             settings = {"salt": secrets.token_bytes(16), "tag": secrets.token_hex(4)}
             self.save_settings(settings)
         self.salt, self.tag = settings["salt"], settings["tag"]
+        self.watermark = settings.get(_WATERMARK)
         state = self._state
         state.counters = {name: int(settings.get(name, 0)) for name in _COUNTERS}
         for stream_id, group, stream, compression, next_message in self._conn.execute(
@@ -269,11 +277,18 @@ class Store:
         )
 
     def commit(
-        self, items: Sequence[Item], acked: Iterable[int], *, flush: bool, dropped: int
+        self,
+        items: Sequence[Item],
+        acked: Iterable[int],
+        *,
+        flush: bool,
+        dropped: int,
+        watermark: float | None = None,
     ) -> Commit:
         """Store items, delete acknowledged messages, bound the backlog, pack records.
 
-        `flush` also packs partial messages; `dropped` counts records dropped before the disk.
+        `flush` also packs partial messages; `dropped` counts records dropped before the disk;
+        `watermark`, when given, is stored with the items.
         """
         saved = copy.deepcopy(self._state)
         try:
@@ -285,11 +300,13 @@ class Store:
                 self._pack(flush=flush)
                 self._conn.executemany(
                     "INSERT OR REPLACE INTO settings VALUES (?, ?)",
-                    self._state.counters.items(),
+                    [*self._state.counters.items(), *_watermark_row(watermark)],
                 )
         except (sqlite3.Error, OSError) as err:
             self._state = saved
             raise storage_error(err) from err
+        if watermark is not None:
+            self.watermark = watermark
         return Commit(rejected, message_seqs, dropped_messages, self.backlog)
 
     def fetch_messages(self, after_seq: int, limit: int) -> list[QueuedMessage]:
@@ -481,6 +498,10 @@ class Store:
         state.next_message[stream_id] = message_number + 1
         state.unpacked[stream_id][0] -= len(taken)
         state.unpacked[stream_id][1] -= sum(map(len, taken))
+
+
+def _watermark_row(watermark: float | None) -> list[tuple[str, float]]:
+    return [] if watermark is None else [(_WATERMARK, watermark)]
 
 
 def _set_aside(path: Path) -> None:
