@@ -12,13 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from itertools import pairwise
 import logging
 from typing import TYPE_CHECKING, Final
 
 from homeassistant.core import HomeAssistant, State
-from sqlalchemy.exc import SQLAlchemyError
 from homeassistant.helpers.recorder import DATA_RECORDER, get_instance, session_scope
 from homeassistant.util import dt as dt_util
+from sqlalchemy.exc import SQLAlchemyError
 
 from custom_components.crownstone_spotflow.const import LOGGER
 
@@ -94,7 +95,7 @@ async def async_recorded_states(
 ) -> list[State]:
     """Return the recorded states of the entities changed in the window, oldest first."""
     # Imported here: the recorder's modules load only where the recorder is used.
-    from homeassistant.components.recorder import history  # noqa: PLC0415
+    from homeassistant.components.recorder import history
 
     if not entity_ids:
         return []
@@ -115,7 +116,8 @@ async def async_recorded_states(
             state
             for states in found.values()
             for state in states
-            if isinstance(state, State) and window.start < state.last_updated_timestamp <= window.end
+            if isinstance(state, State)
+            and window.start < state.last_updated_timestamp <= window.end
         ]
 
     states = await get_instance(hass).async_add_executor_job(read)
@@ -130,13 +132,12 @@ def chunks(window: Window) -> list[Window]:
     while edges[-1] + step < window.end:
         edges.append(edges[-1] + step)
     edges.append(window.end)
-    return [Window(start, end) for start, end in zip(edges, edges[1:], strict=False)]
+    return [Window(start, end) for start, end in pairwise(edges)]
 
 
 def iso(timestamp: float) -> str:
     """Return a timestamp as the records show times."""
     return dt_util.utc_from_timestamp(timestamp).isoformat()
-
 
 
 async def async_catch_up(hass: HomeAssistant, listener: StateListener, window: Window) -> None:
@@ -174,9 +175,7 @@ async def async_catch_up(hass: HomeAssistant, listener: StateListener, window: W
         LOGGER.warning(
             "Could not read the recorder's history for what the Spotflow mirror missed: %s", err
         )
-        await listener.async_enqueue_caught_up(
-            [], window, last=True, gap=CatchUp.RECORDER_FAILED
-        )
+        await listener.async_enqueue_caught_up([], window, last=True, gap=CatchUp.RECORDER_FAILED)
 
 
 def _warn(reason: CatchUp, window: Window) -> None:

@@ -1,10 +1,10 @@
 """The supervisor: keeps a Spotflow client running for the mirror entry, and says how it goes.
 
 It starts the client (which may wait for the platform or for an approval), attaches the hot path
-as soon as the outbox accepts records (before anything waits for the network), catches up from the
-recorder what the outbox's watermark says the mirror did not hear, restarts after a revoked registration, turns what keeps the
-client from the platform into repair issues, and keeps the counters and reported properties
-current. It knows nothing of any Crownstone account.
+as soon as the outbox accepts records (before anything waits for the network), catches up from
+the recorder what the outbox's watermark says the mirror did not hear, restarts after a revoked
+registration, turns what keeps the client from the platform into repair issues, and keeps the
+counters and reported properties current. It knows nothing of any Crownstone account.
 """
 
 from __future__ import annotations
