@@ -51,10 +51,12 @@ class Outbox:
         self._executor = executor
         self._config = config
         self._buffer: deque[_Entry] = deque()
+        self._buffer_records = 0
         self._buffer_bytes = 0
         # Entries handed to the writer thread: its transaction may already be visible on disk
         # before the loop learns the new backlog, so the counters keep them until then.
         self._in_commit: list[_Entry] = []
+        self._in_commit_records = 0
         self._in_commit_bytes = 0
         # Records dropped from the buffer, counted on disk by the next successful commit.
         self._dropped_unsaved = 0
@@ -101,7 +103,7 @@ class Outbox:
                 await self._commit_once()
         if self._buffer:
             _LOGGER.error(
-                "%d records could not be written to the outbox and are lost", len(self._buffer)
+                "%d records could not be written to the outbox and are lost", self._buffer_records
             )
         for seq in list(self._ack_waiters):
             self._fail_waiter(
@@ -124,11 +126,13 @@ class Outbox:
         """
         if watermark is not None:
             self._watermark_wanted = watermark
+        count = 0
         for item in items:
             item.accepted = True
-        self._records_enqueued += len(items)
+            count += item.count
+        self._records_enqueued += count
         if not self._add_to_buffer([_Entry(item, None) for item in items]):
-            self._dropped_unsaved += len(items)
+            self._dropped_unsaved += count
         self._wake.set()
 
     async def add(self, items: Sequence[Item], watermark: float | None = None) -> None:
@@ -144,7 +148,7 @@ class Outbox:
         self._wake.set()
         self._urgent.set()
         await future
-        self._records_enqueued += len(items)
+        self._records_enqueued += sum(item.count for item in items)
 
     async def add_and_wait_acknowledged(self, item: Item) -> None:
         """Buffer a message and return once the broker acknowledged it."""
@@ -164,14 +168,16 @@ class Outbox:
         The buffer holds one group commit, unless commits fail (a full disk): then the outbox's
         bound and overflow policy apply to it as they apply to the disk.
         """
-        size = sum(len(entry.item.data) for entry in entries)
+        count = sum(entry.item.count for entry in entries)
+        size = sum(entry.item.size for entry in entries)
         backlog = self._backlog
         if self._config.overflow == "reject_new" and self._over_bound(
-            backlog.records + len(self._buffer) + len(self._in_commit) + len(entries),
+            backlog.records + self._buffer_records + self._in_commit_records + count,
             backlog.bytes + self._buffer_bytes + self._in_commit_bytes + size,
         ):
             return False
         self._buffer.extend(entries)
+        self._buffer_records += count
         self._buffer_bytes += size
         self._drop_oldest_buffered()
         return True
@@ -179,7 +185,8 @@ class Outbox:
     def _put_back(self, entries: list[_Entry]) -> None:
         """Return entries a failed commit did not store to the front of the buffer."""
         self._buffer.extendleft(reversed(entries))
-        self._buffer_bytes += sum(len(entry.item.data) for entry in entries)
+        self._buffer_records += sum(entry.item.count for entry in entries)
+        self._buffer_bytes += sum(entry.item.size for entry in entries)
         self._drop_oldest_buffered()
 
     def _over_bound(self, records: int, size: int) -> bool:
@@ -192,12 +199,29 @@ class Outbox:
         buffer = self._buffer
         while (
             self._config.overflow == "drop_oldest"
-            and self._over_bound(len(buffer), self._buffer_bytes)
+            and self._over_bound(self._buffer_records, self._buffer_bytes)
             and buffer
             and buffer[0].future is None
         ):
-            self._buffer_bytes -= len(buffer.popleft().item.data)
-            self._dropped_unsaved += 1
+            item = buffer[0].item
+            if item.records is not None and item.count > 1:
+                # Of a batch, only its oldest records go (never the newest with them).
+                config = self._config
+                excess = self._buffer_records - config.max_backlog_records
+                excess_bytes = self._buffer_bytes - config.max_backlog_bytes
+                drop = size = 0
+                while drop < item.count - 1 and (drop < excess or size < excess_bytes):
+                    size += len(item.records[drop])
+                    drop += 1
+                del item.records[:drop]
+                item.count -= drop
+                item.size -= size
+            else:
+                buffer.popleft()
+                drop, size = item.count, item.size
+            self._buffer_records -= drop
+            self._buffer_bytes -= size
+            self._dropped_unsaved += drop
 
     # State
 
@@ -212,7 +236,7 @@ class Outbox:
         backlog = self._backlog
         # Acknowledged messages count as sent even before the commit that deletes them.
         acknowledged = len(self._acked_uncommitted)
-        unsettled = len(self._buffer) + len(self._in_commit)
+        unsettled = self._buffer_records + self._in_commit_records
         return backlog.messages - acknowledged + backlog.unpacked_records + unsettled
 
     @property
@@ -224,7 +248,7 @@ class Outbox:
             records_delivered=backlog.records_delivered,
             messages_delivered=backlog.messages_delivered,
             records_dropped=backlog.records_dropped + self._dropped_unsaved,
-            backlog_records=backlog.records + len(self._buffer) + len(self._in_commit),
+            backlog_records=backlog.records + self._buffer_records + self._in_commit_records,
             backlog_bytes=backlog.bytes + self._buffer_bytes + self._in_commit_bytes,
             last_delivery=self._last_delivery,
         )
@@ -289,8 +313,12 @@ class Outbox:
             watermark, self._watermark_wanted = self._watermark_wanted, None
             entries = list(self._buffer)
             self._buffer.clear()
-            self._in_commit, self._in_commit_bytes = entries, self._buffer_bytes
-            self._buffer_bytes = 0
+            self._in_commit = entries
+            self._in_commit_records, self._in_commit_bytes = (
+                self._buffer_records,
+                self._buffer_bytes,
+            )
+            self._buffer_records = self._buffer_bytes = 0
         acked, self._acked = self._acked, []
         flush, self._flush_wanted = self._flush_wanted, False
         dropped = self._dropped_unsaved
@@ -365,7 +393,7 @@ class Outbox:
             self._watermark_wanted = watermark
 
     def _settle_in_commit(self) -> None:
-        self._in_commit, self._in_commit_bytes = [], 0
+        self._in_commit, self._in_commit_records, self._in_commit_bytes = [], 0, 0
 
     # Sending
 

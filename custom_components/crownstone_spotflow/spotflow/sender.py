@@ -170,9 +170,17 @@ class StreamSender:
 
         Raises PayloadTooLargeError or InvalidArgumentError before taking any of them.
         """
-        self._outbox.add_nowait([self._record(record) for record in records], watermark)
+        for record in records:
+            self._check(record)
+        self._outbox.add_nowait(
+            [Item(self._key, self._compression, b"", records=list(records))], watermark
+        )
 
     def _record(self, record: bytes) -> Item:
+        self._check(record)
+        return Item(self._key, self._compression, record)
+
+    def _check(self, record: bytes) -> None:
         if not isinstance(record, bytes):
             raise InvalidArgumentError("A record must be bytes")
         if len(record) > self._max_record_bytes:
@@ -181,4 +189,3 @@ class StreamSender:
             )
         if b"\n" in record:
             raise InvalidArgumentError("A record must not contain a newline")
-        return Item(self._key, self._compression, record)

@@ -64,7 +64,11 @@ type StreamKey = tuple[str, str]
 
 @dataclass(slots=True)
 class Item:
-    """A record to pack, or (with properties set) a whole message, for one stream."""
+    """A record to pack, records (`records` set), or a whole message (`properties` set).
+
+    A batch of records is one object however many records it holds: records waiting for a
+    commit then cost the garbage collector nothing each.
+    """
 
     stream: StreamKey
     compression: Compression
@@ -72,6 +76,17 @@ class Item:
     properties: str | None = None
     # Accepted already (handed over without waiting): if refused, it counts as dropped.
     accepted: bool = False
+    records: list[bytes] | None = None
+    # Records and bytes it holds.
+    count: int = field(init=False)
+    size: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        """Count what it holds once."""
+        if self.records is None:
+            self.count, self.size = 1, len(self.data)
+        else:
+            self.count, self.size = len(self.records), sum(map(len, self.records))
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,19 +386,22 @@ class Store:
         records: list[tuple[int, bytes]] = []
         for index, item in enumerate(items):
             if config.overflow == "reject_new" and (
-                count + 1 > config.max_backlog_records
-                or size + len(item.data) > config.max_backlog_bytes
+                count + item.count > config.max_backlog_records
+                or size + item.size > config.max_backlog_bytes
             ):
                 rejected.append(index)
                 if item.accepted:
-                    state.counters["records_dropped"] += 1
+                    state.counters["records_dropped"] += item.count
                 continue
-            count, size = count + 1, size + len(item.data)
+            count, size = count + item.count, size + item.size
             stream_id = self._stream_id(item.stream, item.compression)
             if item.properties is None:
-                records.append((stream_id, item.data))
-                state.unpacked[stream_id][0] += 1
-                state.unpacked[stream_id][1] += len(item.data)
+                if item.records is None:
+                    records.append((stream_id, item.data))
+                else:
+                    records.extend((stream_id, data) for data in item.records)
+                state.unpacked[stream_id][0] += item.count
+                state.unpacked[stream_id][1] += item.size
                 continue
             # Records of the stream queued before a whole message are packed before it, so the
             # platform gets the stream in the order it was queued.
