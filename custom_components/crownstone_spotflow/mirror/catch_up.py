@@ -17,6 +17,7 @@ import logging
 from typing import TYPE_CHECKING, Final
 
 from homeassistant.core import HomeAssistant, State
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.recorder import DATA_RECORDER, get_instance, session_scope
 from homeassistant.util import dt as dt_util
 from sqlalchemy.exc import SQLAlchemyError
@@ -140,18 +141,31 @@ def iso(timestamp: float) -> str:
     return dt_util.utc_from_timestamp(timestamp).isoformat()
 
 
-async def async_catch_up(hass: HomeAssistant, listener: StateListener, window: Window) -> None:
-    """Store what the recorder holds of the window, or a record saying a gap is possible."""
+async def async_catch_up(
+    hass: HomeAssistant, listener: StateListener, window: Window, *, fresh: bool
+) -> None:
+    """Store what the recorder holds of the window, or a record saying a gap is possible.
+
+    A `fresh` outbox never held a change: its window starts when the entry was made (no earlier
+    than what the recorder keeps), and without a recorder the snapshot stands for it (no stream
+    ever had those changes).
+    """
     try:
         await async_recorder_ready(hass)
     except RecorderUnavailableError as err:
         _warn(err.reason, window)
-        await listener.async_enqueue_caught_up([], window, last=True, gap=err.reason)
+        if fresh:
+            listener.async_skip_catch_up(err.reason)
+        else:
+            await listener.async_enqueue_caught_up([], window, last=True, gap=err.reason)
         return
     if listener.paused:
-        listener.async_skip_catch_up()
+        listener.async_skip_catch_up(CatchUp.PAUSED)
         return
-    if (purged := purged_before(hass)) > window.start:
+    if (purged := purged_before(hass)) > window.start and fresh:
+        # Nothing was promised before a new outbox's first start.
+        window = Window(min(purged, window.end), window.end)
+    elif purged > window.start:
         gone = Window(window.start, min(purged, window.end))
         last = gone.end == window.end
         await listener.async_enqueue_caught_up([], gone, last=last, gap=CatchUp.PURGED)
@@ -171,7 +185,7 @@ async def async_catch_up(hass: HomeAssistant, listener: StateListener, window: W
             )
             await listener.async_enqueue_caught_up(states, part, last=index == len(parts) - 1)
             window = Window(part.end, window.end)
-    except SQLAlchemyError as err:
+    except (SQLAlchemyError, HomeAssistantError, ValueError) as err:
         LOGGER.warning(
             "Could not read the recorder's history for what the Spotflow mirror missed: %s", err
         )

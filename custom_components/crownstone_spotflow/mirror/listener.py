@@ -79,12 +79,13 @@ class StateListener:
         # window before the listener is caught up, live records must not claim it.
         self._covered = True
         self._attached_at = 0.0
+        self._since = 0.0
         self._newest = 0.0
         # Live changes inside the window being caught up (an odd clock can put some there).
         self._boundary: set[tuple[str, float]] = set()
 
     @callback
-    def async_attach(self, sender: StreamSender, watermark: float | None) -> Window | None:
+    def async_attach(self, sender: StreamSender, watermark: float) -> Window | None:
         """Start a new epoch: hear every state change from now on, then snapshot.
 
         `watermark` is the time up to which the outbox holds every change; return the window
@@ -105,7 +106,8 @@ class StateListener:
             )
         )
         window = None
-        if watermark is not None and watermark < self._attached_at:
+        self._since = watermark
+        if watermark < self._attached_at:
             window = Window(watermark, self._attached_at)
             self._covered = False
             self.catch_up = CatchUp.PENDING
@@ -229,8 +231,10 @@ class StateListener:
             if self._async_filter_entity(state.entity_id)
             and (record := self._encode(state.entity_id, state, "snapshot")) is not None
         ]
+        # Until caught up, the watermark stays where the window starts: stored at once, so a
+        # crash before the catch-up ends starts the next one from there (a new outbox too).
         self._sender.enqueue_records_nowait(
-            records, watermark=time.time() if self._covered else None
+            records, watermark=time.time() if self._covered else self._since
         )
 
     async def async_enqueue_caught_up(
@@ -277,11 +281,11 @@ class StateListener:
         )
 
     @callback
-    def async_skip_catch_up(self) -> None:
-        """Catch nothing up: the platform paused the mirror (resuming sends a snapshot)."""
+    def async_skip_catch_up(self, reason: CatchUp) -> None:
+        """Catch nothing up (paused: resuming sends a snapshot); the watermark moves on."""
         self._covered = True
         self._boundary.clear()
-        self.catch_up = CatchUp.PAUSED
+        self.catch_up = reason
 
     @callback
     def _async_filter_entity(self, entity_id: str) -> bool:

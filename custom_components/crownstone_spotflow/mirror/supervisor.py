@@ -55,9 +55,18 @@ class MirrorSupervisor:
     desired: DesiredProperties | None = None
 
     def __init__(
-        self, hass: HomeAssistant, entry_id: str, title: str, settings: MirrorSettings
+        self,
+        hass: HomeAssistant,
+        entry_id: str,
+        title: str,
+        settings: MirrorSettings,
+        *,
+        created: float,
     ) -> None:
-        """Initialize; nothing runs until async_start."""
+        """Initialize; nothing runs until async_start.
+
+        `created` is when the entry was made: what changed since, the stream should hold.
+        """
         assert settings.outbox is not None
         self.hass = hass
         self.entry_id = entry_id
@@ -66,6 +75,7 @@ class MirrorSupervisor:
         self.db = outbox_path(hass, settings.outbox)
         self.listener = StateListener(hass, entry_id, settings)
         self.reported = ReportedProperties(self)
+        self.created = created
         self._dropped_seen = 0
         self._restart_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -159,10 +169,15 @@ class MirrorSupervisor:
                 stream=self.settings.stream,
                 compression=self.settings.compression,
             ),
-            client.watermark,
+            # An outbox that never stored a change (a new one, or one set aside as corrupt)
+            # holds nothing since the entry was made.
+            self.created if client.watermark is None else client.watermark,
         )
         if window is not None:
-            self.async_create_task(async_catch_up(self.hass, self.listener, window), "catch-up")
+            self.async_create_task(
+                async_catch_up(self.hass, self.listener, window, fresh=client.watermark is None),
+                "catch-up",
+            )
         self.reported.async_schedule()
         self._async_notify()
 
