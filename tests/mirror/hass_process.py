@@ -163,7 +163,11 @@ class HassProcess:
         self.log = config / "hass-test.log"
 
     async def start(self, session: aiohttp.ClientSession, timeout: float = 60) -> None:  # noqa: ASYNC109
-        """Start Home Assistant and wait until its REST API answers."""
+        """Start Home Assistant and wait until it runs (started: the recorder records).
+
+        Changes made while Home Assistant still starts and stops before it started are lost by
+        the recorder too (Home Assistant 2026.10 takes seconds to start here).
+        """
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: ASYNC220 (returns at once)
                 [sys.executable, "-m", "homeassistant", "-c", str(self.config), "--skip-pip"],
@@ -175,8 +179,10 @@ class HassProcess:
             while True:
                 assert self.process.poll() is None, self.tail()
                 try:
-                    async with session.get(f"{self.url}/api/", headers=self.headers) as response:
-                        if response.status == 200:
+                    async with session.get(
+                        f"{self.url}/api/config", headers=self.headers
+                    ) as response:
+                        if response.status == 200 and (await response.json())["state"] == "RUNNING":
                             return
                 except aiohttp.ClientError:
                     pass
