@@ -14,9 +14,10 @@ from collections.abc import Coroutine
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from homeassistant.const import EVENT_HOMEASSISTANT_STARTED, EVENT_HOMEASSISTANT_STOP
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
 from homeassistant.helpers.event import async_track_time_interval
+from homeassistant.helpers.start import async_at_started
 
 from custom_components.crownstone_spotflow.const import DOMAIN, LOGGER
 from custom_components.crownstone_spotflow.spotflow import (
@@ -157,10 +158,9 @@ class MirrorSupervisor:
                 async_track_time_interval(
                     self.hass, self._async_report_tick, REPORT_INTERVAL, cancel_on_shutdown=True
                 ),
-                # Started before most entities exist: count them again once they do.
-                self.hass.bus.async_listen_once(
-                    EVENT_HOMEASSISTANT_STARTED, self._async_report_tick
-                ),
+                # Started before most entities exist: count them again once they do. (Unlike
+                # async_listen_once, its cancel is safe after it ran.)
+                async_at_started(self.hass, self._async_report_started),
             )
         )
         window = self.listener.async_attach(
@@ -266,7 +266,11 @@ class MirrorSupervisor:
         self._async_check_client()
 
     @callback
-    def _async_report_tick(self, _now: datetime | Event) -> None:
+    def _async_report_started(self, _hass: HomeAssistant) -> None:
+        self._async_report_tick()
+
+    @callback
+    def _async_report_tick(self, _now: datetime | None = None) -> None:
         self._async_refresh_stats()
         self.reported.async_schedule()
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 import copy
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
 import json
 import logging
 from pathlib import Path
@@ -399,7 +400,9 @@ class Store:
                 if item.records is None:
                     records.append((stream_id, item.data))
                 else:
-                    records.extend((stream_id, data) for data in item.records)
+                    # Pairs made in C: a Python loop per record here would hold the GIL
+                    # against the event loop for milliseconds.
+                    records.extend(zip(repeat(stream_id), item.records, strict=False))
                 state.unpacked[stream_id][0] += item.count
                 state.unpacked[stream_id][1] += item.size
                 continue
