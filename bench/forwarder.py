@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Callable, Coroutine
+import gc
 import json
 from pathlib import Path
 import resource
@@ -50,14 +51,26 @@ ENTITIES = 100
 AZURE_SEND_INTERVAL = 0.1
 
 
-def _timed(samples: list[int], method: Any) -> Any:
+# Garbage collections so far: a listener call during which one ran paid for it.
+_collections = [0]
+
+
+def _count_collection(phase: str, _info: dict[str, Any]) -> None:
+    if phase == "start":
+        _collections[0] += 1
+
+
+def _timed(samples: list[int], method: Any, collected: list[bool] | None = None) -> Any:
     @callback
     def timed(self: StateListener, arg: Any) -> Any:
+        before = _collections[0]
         start = time.perf_counter_ns()
         result = method(self, arg)
         # Only the changes the filter lets through reach the listener: pair those.
         if result is not False:
             samples.append(time.perf_counter_ns() - start)
+            if collected is not None:
+                collected.append(_collections[0] != before)
         return result
 
     return timed
@@ -122,10 +135,12 @@ def _tail(samples: list[int]) -> dict[str, float]:
 async def run(changes: int) -> dict[str, Any]:
     filter_ns: list[int] = []
     listener_ns: list[int] = []
+    listener_gc: list[bool] = []
     StateListener._async_filter = _timed(filter_ns, StateListener._async_filter)  # type: ignore[method-assign]
     StateListener._async_on_state_changed = _timed(  # type: ignore[method-assign]
-        listener_ns, StateListener._async_on_state_changed
+        listener_ns, StateListener._async_on_state_changed, listener_gc
     )
+    gc.callbacks.append(_count_collection)
     mirror_settings.PROVISIONING_POLL_INTERVAL = 0.05
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
@@ -138,9 +153,18 @@ async def run(changes: int) -> dict[str, Any]:
                 "homeassistant.helpers.aiohttp_client._async_make_resolver",
                 return_value=ThreadedResolver(),
             ):
-                return await _run_in_hass(root, changes, simulator, filter_ns, listener_ns)
+                result = await _run_in_hass(
+                    root, changes, simulator, filter_ns, listener_ns, listener_gc
+                )
         finally:
             await simulator.stop()
+    # The listener's own tail, without the calls a garbage collection (started by any
+    # allocation, anywhere) happened to run in.
+    per_change = [f + s for f, s in zip(filter_ns, listener_ns, strict=True)]
+    own = [ns for ns, collected in zip(per_change, listener_gc, strict=True) if not collected]
+    result["listener_calls_with_gc"] = len(per_change) - len(own)
+    result["listener_max_us_without_gc"] = _tail(own)["max_us"]
+    return result
 
 
 async def _run_in_hass(
@@ -149,6 +173,7 @@ async def _run_in_hass(
     simulator: _Simulator,
     filter_ns: list[int],
     listener_ns: list[int],
+    listener_gc: list[bool],
 ) -> dict[str, Any]:
     platform = simulator
     async with async_test_home_assistant(config_dir=str(root / "config")) as hass:
@@ -180,6 +205,7 @@ async def _run_in_hass(
         client = supervisor.client
         filter_ns.clear()
         listener_ns.clear()
+        listener_gc.clear()
         fired = delivered = 0.0
 
         async def mirror() -> None:

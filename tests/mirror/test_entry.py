@@ -57,12 +57,17 @@ async def test_home_assistant_stopped_with_a_backlog(
 
     await platform.start_broker()
     await start_forwarder()
-    total = ENTITIES * CHANGES + ENTITIES  # the backlog, then a snapshot of each entity
+    # The backlog, a snapshot of each entity, and (no recorder here) a record that says the
+    # changes between the stop and the start could not be caught up.
+    total = ENTITIES * CHANGES + ENTITIES + 1
     found = await wait_for_records(platform, lambda found: len(found) >= total)
     assert len(found) == total
-    backlog, snapshot = found[: ENTITIES * CHANGES], found[ENTITIES * CHANGES :]
+    backlog, snapshot = found[: ENTITIES * CHANGES], found[ENTITIES * CHANGES : -1]
     assert [record["seq"] for record in backlog] == list(range(1, ENTITIES * CHANGES + 1))
     assert [record["seq"] for record in snapshot] == list(range(1, ENTITIES + 1))
+    gap = found[-1]
+    assert (gap["seq"], gap["gap_possible"], gap["reason"]) == (ENTITIES + 1, True, "no_recorder")
+    assert gap["gap_from"] < gap["gap_to"]
     for index in range(ENTITIES):
         entity_id = f"sensor.test_{index}"
         states = [record["state"] for record in backlog if record["entity_id"] == entity_id]

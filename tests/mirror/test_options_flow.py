@@ -169,10 +169,12 @@ async def test_new_token_keeps_the_backlog(
         assert (await finish(hass, flow_id))["type"] is FlowResultType.CREATE_ENTRY
         assert loaded_entry.options["device_id"] == "ha-flow"
         await wait_connected(loaded_entry, "ha-flow")
-        found = await wait_for_records(rotated, lambda found: len(found) >= 21, device_id="ha-flow")
-        changes = [r["state"] for r in found if r["entity_id"] == "light.lamp"]
+        found = await wait_for_records(rotated, lambda found: len(found) >= 22, device_id="ha-flow")
+        changes = [r["state"] for r in found if r.get("entity_id") == "light.lamp"]
         assert changes[:20] == [str(value) for value in range(20)]
-        assert found[-1]["snapshot"] is True
+        # The new client's snapshot, then (no recorder here) the time between the two clients.
+        assert found[20]["snapshot"] is True
+        assert found[21]["gap_possible"] is True
         assert rotated.pending_operations() == []
     finally:
         await hass.config_entries.async_unload(loaded_entry.entry_id)

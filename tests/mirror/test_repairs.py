@@ -86,17 +86,20 @@ async def test_registration_revoked_while_running(
     await wait_for(lambda: has_issue(hass, entry, MirrorIssue.PROVISIONING_REQUIRED))
     for value in range(20, 30):
         hass.states.async_set(lamp, str(value))
-    await wait_for(lambda: forwarder.client.stats.backlog_records == 31)
+    # 20, a snapshot, a record saying that (without a recorder) the time between the two
+    # clients cannot be caught up, and 10.
+    await wait_for(lambda: forwarder.client.stats.backlog_records == 32)
     assert not forwarder.client.connected
 
     platform.approve(operation.id)
-    found = await wait_for_records(platform, lambda found: len(found) >= 31)
+    found = await wait_for_records(platform, lambda found: len(found) >= 32)
     assert [r["state"] for r in found[:20]] == [str(value) for value in range(20)]
     # The restart mirrors a snapshot, then what changed while waiting for approval.
     assert (found[20]["snapshot"], found[20]["state"]) == (True, "19")
-    assert [r["state"] for r in found[21:]] == [str(value) for value in range(20, 30)]
+    assert (found[21]["gap_possible"], found[21]["reason"]) == (True, "no_recorder")
+    assert [r["state"] for r in found[22:]] == [str(value) for value in range(20, 30)]
     # The restart began a new epoch; numbers count from 1 in it.
-    assert [r["seq"] for r in found] == [*range(1, 21), *range(1, 12)]
+    assert [r["seq"] for r in found] == [*range(1, 21), *range(1, 13)]
     assert found[20]["epoch"] > found[19]["epoch"]
     assert not has_issue(hass, entry, MirrorIssue.REGISTRATION_REVOKED)
     assert not has_issue(hass, entry, MirrorIssue.PROVISIONING_REQUIRED)

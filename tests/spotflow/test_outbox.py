@@ -353,12 +353,18 @@ class _HeldStore(Store):
         self.go = threading.Event()
 
     def commit(
-        self, items: Sequence[Item], acked: Iterable[int], *, flush: bool, dropped: int
+        self,
+        items: Sequence[Item],
+        acked: Iterable[int],
+        *,
+        flush: bool,
+        dropped: int,
+        watermark: float | None = None,
     ) -> Commit:
         self.started.set()
         if not self.hold_after_commit:
             self.go.wait(10)
-        commit = super().commit(items, acked, flush=flush, dropped=dropped)
+        commit = super().commit(items, acked, flush=flush, dropped=dropped, watermark=watermark)
         self.committed.set()
         if self.hold_after_commit:
             self.go.wait(10)
@@ -490,3 +496,27 @@ async def test_whole_messages_keep_their_place_among_records(
     async with asyncio.timeout(10):
         await client.wait_enqueued_messages_sent()
     assert [m.payload for m in sim.messages("dev-1")] == [b"a\nb\nc", b"whole", b"d"]
+
+
+async def test_watermark_is_stored_with_its_records(
+    start_client: StartClient, sim: PlatformSimulator
+) -> None:
+    """A watermark reaches the disk with the records it came with, and stays after they were
+    delivered and deleted."""
+    client = await start_client()
+    assert client.watermark is None
+    sender = client.create_stream_sender("g", "s")
+    sender.enqueue_records_nowait([b"a", b"b"], watermark=1.5)
+    # Not on disk yet: the watermark says what the disk holds.
+    assert client.watermark is None
+    await sender.enqueue_records([b"c"], watermark=2.5)
+    assert client.watermark == 2.5
+    sender.enqueue_records_nowait([b"d"])
+    async with asyncio.timeout(10):
+        await client.wait_enqueued_messages_sent()
+    await client.close()
+    assert _lines(sim) == [b"a", b"b", b"c", b"d"]
+
+    client = await start_client()
+    assert client.pending_messages_count == 0
+    assert client.watermark == 2.5

@@ -46,7 +46,9 @@ async def async_setup_mirror_entry(hass: HomeAssistant, entry: MirrorConfigEntry
     settings = MirrorSettings.from_entry(entry)
     supervisor: MirrorSupervisor | None = None
     if settings.enabled and settings.outbox is not None:
-        supervisor = MirrorSupervisor(hass, entry.entry_id, entry.title, settings)
+        supervisor = MirrorSupervisor(
+            hass, entry.entry_id, entry.title, settings, created=entry.created_at.timestamp()
+        )
     else:
         async_clear_issues(hass, entry.entry_id)
         _async_remove_device(hass, entry)

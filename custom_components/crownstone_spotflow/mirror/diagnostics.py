@@ -36,6 +36,8 @@ def _running(supervisor: MirrorSupervisor) -> dict[str, Any]:
         "connected": client.connected if client else False,
         "epoch": listener.epoch,
         "paused": listener.paused,
+        # How the window before this start was covered: "no_recorder" means it was not.
+        "catch_up": listener.catch_up.value,
         "desired": asdict(supervisor.desired) if supervisor.desired else None,
         "platform_filter": listener.platform_filter.config if listener.platform_filter else None,
         "stats": asdict(client.stats) if client else None,

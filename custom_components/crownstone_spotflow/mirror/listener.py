@@ -1,7 +1,9 @@
 """The hot path: every state change Home Assistant makes, turned into one outbox record.
 
 The listener runs on the event loop for every state change, so it does as little as it can: one
-cached filter decision, one orjson call, one append to the outbox's in-memory buffer.
+cached filter decision and one list append. A flush scheduled once per loop iteration encodes
+what was heard and hands it to the outbox in one call, with a watermark (the newest change's
+`last_updated`) that the outbox commits together with the records.
 
 Records carry the epoch of the mirror's start (milliseconds since 1970, so later starts have
 larger epochs) and a `seq` that counts from 1 within that epoch: a consumer sees every restart,
@@ -32,10 +34,10 @@ import voluptuous as vol
 from custom_components.crownstone_spotflow.const import LOGGER
 from custom_components.crownstone_spotflow.spotflow import (
     DesiredProperties,
-    PayloadTooLargeError,
     StreamSender,
 )
 
+from .catch_up import CatchUp, Window, iso
 from .settings import MirrorSettings, entity_filter_config
 
 DESIRED_PAUSED = "paused"
@@ -62,18 +64,36 @@ class StateListener:
         self.sequence = 0
         self.paused = False
         self.platform_filter: EntityFilter | None = None
+        self.catch_up = CatchUp.NOT_NEEDED
         self._entity_filter = convert_filter(entity_filter_config(settings.entity_filter))
         self._entity_registry = er.async_get(hass)
         self._decisions: dict[str, bool] = {}
         self._too_large: set[str] = set()
         self._sender: StreamSender | None = None
         self._unsubs: list[CALLBACK_TYPE] = []
+        # Heard but not yet encoded: the listener only appends; one flush per loop iteration
+        # encodes the batch.
+        self._heard: list[EventStateChangedData] = []
+        self._flush_scheduled = False
+        # The watermark stored with records says "every change up to here is held". While the
+        # window before the listener is caught up, live records must not claim it.
+        self._covered = True
+        self._attached_at = 0.0
+        self._since = 0.0
+        self._newest = 0.0
+        # Live changes inside the window being caught up (an odd clock can put some there).
+        self._boundary: set[tuple[str, float]] = set()
 
     @callback
-    def async_attach(self, sender: StreamSender) -> None:
-        """Start a new epoch: hear every state change from now on, then snapshot."""
+    def async_attach(self, sender: StreamSender, watermark: float) -> Window | None:
+        """Start a new epoch: hear every state change from now on, then snapshot.
+
+        `watermark` is the time up to which the outbox holds every change; return the window
+        after it that the listener did not hear, to catch up from the recorder.
+        """
         self._sender = sender
-        self.epoch = time.time_ns() // 1_000_000
+        self._attached_at = time.time()
+        self.epoch = int(self._attached_at * 1000)
         self.sequence = 0
         self._unsubs.extend(
             (
@@ -85,13 +105,21 @@ class StateListener:
                 ),
             )
         )
+        window = None
+        self._since = watermark
+        if watermark < self._attached_at:
+            window = Window(watermark, self._attached_at)
+            self._covered = False
+            self.catch_up = CatchUp.PENDING
         self.async_snapshot()
+        return window
 
     @callback
     def async_detach(self) -> None:
-        """Hear nothing more; no record may reach an outbox that is closing."""
+        """Hear nothing more; what was heard goes to the outbox before it closes."""
         while self._unsubs:
             self._unsubs.pop()()
+        self._async_flush()
         self._sender = None
 
     @callback
@@ -108,23 +136,54 @@ class StateListener:
 
     @callback
     def _async_on_state_changed(self, event: Event[EventStateChangedData]) -> None:
-        """Hand one state change to the outbox; runs on the loop for every mirrored change."""
-        data = event.data
-        self._async_enqueue(data["entity_id"], data["new_state"])
+        """Remember one state change; runs on the loop for every mirrored change.
+
+        Only an append: encoding and the outbox's bookkeeping run once per loop iteration, for
+        every change heard in it, so no single change waits for them.
+        """
+        self._heard.append(event.data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.hass.loop.call_soon(self._async_flush)
 
     @callback
-    def _async_enqueue(
-        self, entity_id: str, state: State | None, *, snapshot: bool = False
-    ) -> None:
+    def _async_flush(self) -> None:
+        """Encode what was heard and hand it to the outbox in one call."""
+        self._flush_scheduled = False
+        heard, self._heard = self._heard, []
+        if self._sender is None or not heard:
+            return
+        newest = self._newest
+        records: list[bytes] = []
+        for data in heard:
+            entity_id = data["entity_id"]
+            if (state := data["new_state"]) is not None:
+                updated = state.last_updated_timestamp
+                newest = max(newest, updated)
+                if not self._covered and updated <= self._attached_at:
+                    self._boundary.add((entity_id, updated))
+            if (record := self._encode(entity_id, state)) is not None:
+                records.append(record)
+        self._newest = newest
+        self._sender.enqueue_records_nowait(records, watermark=newest if self._covered else None)
+
+    def _encode(self, entity_id: str, state: State | None, flag: str | None = None) -> bytes | None:
+        """Return the next record, or None (with one warning) when it could never be sent."""
         assert self._sender is not None
-        try:
-            self._sender.enqueue_record_nowait(self._record(entity_id, state, snapshot=snapshot))
-        except PayloadTooLargeError as err:
+        record = self._record(entity_id, state, flag)
+        if len(record) > self._sender.max_record_bytes:
             if entity_id not in self._too_large:
                 self._too_large.add(entity_id)
-                LOGGER.warning("Not mirroring states of %s into Spotflow: %s", entity_id, err)
-            return
+                LOGGER.warning(
+                    "Not mirroring states of %s into Spotflow: the record has %d bytes; the"
+                    " limit is %d",
+                    entity_id,
+                    len(record),
+                    self._sender.max_record_bytes,
+                )
+            return None
         self.sequence += 1
+        return record
 
     def wanted(self, entity_id: str) -> bool:
         """Return whether the filter in force mirrors an entity."""
@@ -137,7 +196,7 @@ class StateListener:
         )
         return entity_filter(entity_id)
 
-    def _record(self, entity_id: str, state: State | None, *, snapshot: bool) -> bytes:
+    def _record(self, entity_id: str, state: State | None, flag: str | None) -> bytes:
         record: dict[str, Any] = {
             "epoch": self.epoch,
             "seq": self.sequence + 1,
@@ -151,8 +210,8 @@ class StateListener:
                 record["attributes"] = state.attributes
             record["last_changed"] = state.last_changed
             record["last_updated"] = state.last_updated
-        if snapshot:
-            record["snapshot"] = True
+        if flag is not None:
+            record[flag] = True
         try:
             return json_bytes(record)
         except TypeError:
@@ -164,9 +223,69 @@ class StateListener:
         """Mirror every wanted state, so the stream holds the complete picture."""
         if self._sender is None or self.paused:
             return
-        for state in self.hass.states.async_all():
-            if self._async_filter_entity(state.entity_id):
-                self._async_enqueue(state.entity_id, state, snapshot=True)
+        # What was heard before goes first.
+        self._async_flush()
+        records = [
+            record
+            for state in self.hass.states.async_all()
+            if self._async_filter_entity(state.entity_id)
+            and (record := self._encode(state.entity_id, state, "snapshot")) is not None
+        ]
+        # Until caught up, the watermark stays where the window starts: stored at once, so a
+        # crash before the catch-up ends starts the next one from there (a new outbox too).
+        self._sender.enqueue_records_nowait(
+            records, watermark=time.time() if self._covered else self._since
+        )
+
+    async def async_enqueue_caught_up(
+        self, states: list[State], window: Window, *, last: bool, gap: CatchUp | None = None
+    ) -> None:
+        """Store what the recorder holds of part of the window the listener did not hear.
+
+        The states come oldest first; `gap` says why the recorder could not tell (a record says
+        so instead). After the `last` part, every change up to the newest heard is held.
+        """
+        if self._sender is None:
+            return
+        if last:
+            # The changes heard so far reach the disk no later than the watermark below.
+            self._async_flush()
+        records = [
+            record
+            for state in states
+            if (state.entity_id, state.last_updated_timestamp) not in self._boundary
+            and self.wanted(state.entity_id)
+            and (record := self._encode(state.entity_id, state, "caught_up")) is not None
+        ]
+        if gap is not None:
+            records.append(self._gap_record(window, gap))
+        watermark = window.end
+        if last:
+            watermark = max(watermark, self._newest)
+            self._covered = True
+            self._boundary.clear()
+            self.catch_up = gap or CatchUp.DONE
+        await self._sender.enqueue_records(records, watermark=watermark)
+
+    def _gap_record(self, window: Window, reason: CatchUp) -> bytes:
+        self.sequence += 1
+        return orjson.dumps(
+            {
+                "epoch": self.epoch,
+                "seq": self.sequence,
+                "gap_possible": True,
+                "gap_from": iso(window.start),
+                "gap_to": iso(window.end),
+                "reason": reason.value,
+            }
+        )
+
+    @callback
+    def async_skip_catch_up(self, reason: CatchUp) -> None:
+        """Catch nothing up (paused: resuming sends a snapshot); the watermark moves on."""
+        self._covered = True
+        self._boundary.clear()
+        self.catch_up = reason
 
     @callback
     def _async_filter_entity(self, entity_id: str) -> bool:

@@ -1,9 +1,10 @@
 """The supervisor: keeps a Spotflow client running for the mirror entry, and says how it goes.
 
 It starts the client (which may wait for the platform or for an approval), attaches the hot path
-as soon as the outbox accepts records, restarts after a revoked registration, turns what keeps the
-client from the platform into repair issues, and keeps the counters and reported properties
-current. It knows nothing of any Crownstone account.
+as soon as the outbox accepts records (before anything waits for the network), catches up from
+the recorder what the outbox's watermark says the mirror did not hear, restarts after a revoked
+registration, turns what keeps the client from the platform into repair issues, and keeps the
+counters and reported properties current. It knows nothing of any Crownstone account.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from collections.abc import Coroutine
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from homeassistant.const import EVENT_HOMEASSISTANT_STARTED, EVENT_HOMEASSISTANT_STOP
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
 from homeassistant.helpers.event import async_track_time_interval
+from homeassistant.helpers.start import async_at_started
 
 from custom_components.crownstone_spotflow.const import DOMAIN, LOGGER
 from custom_components.crownstone_spotflow.spotflow import (
@@ -27,6 +29,7 @@ from custom_components.crownstone_spotflow.spotflow import (
     SpotflowError,
 )
 
+from .catch_up import async_catch_up
 from .listener import StateListener
 from .repairs import (
     CONNECTION_ISSUES,
@@ -53,9 +56,18 @@ class MirrorSupervisor:
     desired: DesiredProperties | None = None
 
     def __init__(
-        self, hass: HomeAssistant, entry_id: str, title: str, settings: MirrorSettings
+        self,
+        hass: HomeAssistant,
+        entry_id: str,
+        title: str,
+        settings: MirrorSettings,
+        *,
+        created: float,
     ) -> None:
-        """Initialize; nothing runs until async_start."""
+        """Initialize; nothing runs until async_start.
+
+        `created` is when the entry was made: what changed since, the stream should hold.
+        """
         assert settings.outbox is not None
         self.hass = hass
         self.entry_id = entry_id
@@ -64,6 +76,7 @@ class MirrorSupervisor:
         self.db = outbox_path(hass, settings.outbox)
         self.listener = StateListener(hass, entry_id, settings)
         self.reported = ReportedProperties(self)
+        self.created = created
         self._dropped_seen = 0
         self._restart_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -145,19 +158,26 @@ class MirrorSupervisor:
                 async_track_time_interval(
                     self.hass, self._async_report_tick, REPORT_INTERVAL, cancel_on_shutdown=True
                 ),
-                # Started before most entities exist: count them again once they do.
-                self.hass.bus.async_listen_once(
-                    EVENT_HOMEASSISTANT_STARTED, self._async_report_tick
-                ),
+                # Started before most entities exist: count them again once they do. (Unlike
+                # async_listen_once, its cancel is safe after it ran.)
+                async_at_started(self.hass, self._async_report_started),
             )
         )
-        self.listener.async_attach(
+        window = self.listener.async_attach(
             client.create_stream_sender(
                 stream_group=self.settings.stream_group,
                 stream=self.settings.stream,
                 compression=self.settings.compression,
-            )
+            ),
+            # An outbox that never stored a change (a new one, or one set aside as corrupt)
+            # holds nothing since the entry was made.
+            self.created if client.watermark is None else client.watermark,
         )
+        if window is not None:
+            self.async_create_task(
+                async_catch_up(self.hass, self.listener, window, fresh=client.watermark is None),
+                "catch-up",
+            )
         self.reported.async_schedule()
         self._async_notify()
 
@@ -246,7 +266,11 @@ class MirrorSupervisor:
         self._async_check_client()
 
     @callback
-    def _async_report_tick(self, _now: datetime | Event) -> None:
+    def _async_report_started(self, _hass: HomeAssistant) -> None:
+        self._async_report_tick()
+
+    @callback
+    def _async_report_tick(self, _now: datetime | None = None) -> None:
         self._async_refresh_stats()
         self.reported.async_schedule()
 

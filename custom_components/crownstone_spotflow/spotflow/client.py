@@ -667,6 +667,11 @@ class DeviceClient:
         return self._outbox.storage_error
 
     @property
+    def watermark(self) -> float | None:
+        """Return the newest watermark on disk, stored with records by a stream sender."""
+        return self._outbox.watermark
+
+    @property
     def pending_messages_count(self) -> int:
         """Return how many messages and unpacked records await acknowledgement."""
         return self._outbox.pending_count

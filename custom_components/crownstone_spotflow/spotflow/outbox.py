@@ -7,6 +7,9 @@ connected, the sender keeps up to `max_in_flight` messages published and unackno
 them from the database (the only source of truth), and deletes each one in a later commit after
 its PUBACK. Records are packed into a partial message only when the window has room and the oldest
 of them waited `pack_linger`, so a slow trickle still forms few messages.
+
+A watermark handed over with records is stored by the commit that stores them (or a later one),
+never before: `watermark` is what the disk holds.
 """
 
 from __future__ import annotations
@@ -48,10 +51,12 @@ class Outbox:
         self._executor = executor
         self._config = config
         self._buffer: deque[_Entry] = deque()
+        self._buffer_records = 0
         self._buffer_bytes = 0
         # Entries handed to the writer thread: its transaction may already be visible on disk
         # before the loop learns the new backlog, so the counters keep them until then.
         self._in_commit: list[_Entry] = []
+        self._in_commit_records = 0
         self._in_commit_bytes = 0
         # Records dropped from the buffer, counted on disk by the next successful commit.
         self._dropped_unsaved = 0
@@ -59,6 +64,9 @@ class Outbox:
         self._acked_uncommitted: set[int] = set()
         self._ack_waiters: dict[int, asyncio.Future[None]] = {}
         self._flush_wanted = False
+        # The caller's watermark: committed, and waiting for the next commit.
+        self._watermark = store.watermark
+        self._watermark_wanted: float | None = None
         self._wake = asyncio.Event()
         self._urgent = asyncio.Event()
         self._progress = asyncio.Event()
@@ -90,12 +98,12 @@ class Outbox:
             with suppress(SpotflowError):
                 await self._committing
             self._committing = None
-        if self._buffer or self._acked:
+        if self._buffer or self._acked or self._watermark_wanted is not None:
             with suppress(SpotflowError):
                 await self._commit_once()
         if self._buffer:
             _LOGGER.error(
-                "%d records could not be written to the outbox and are lost", len(self._buffer)
+                "%d records could not be written to the outbox and are lost", self._buffer_records
             )
         for seq in list(self._ack_waiters):
             self._fail_waiter(
@@ -111,24 +119,36 @@ class Outbox:
 
     # Enqueueing
 
-    def add_nowait(self, items: Sequence[Item]) -> None:
-        """Buffer items for the next group commit; refused ones count as dropped."""
+    def add_nowait(self, items: Sequence[Item], watermark: float | None = None) -> None:
+        """Buffer items for the next group commit; refused ones count as dropped.
+
+        A watermark is stored with them (even when the bound dropped some of them).
+        """
+        if watermark is not None:
+            self._watermark_wanted = watermark
+        count = 0
         for item in items:
             item.accepted = True
-        self._records_enqueued += len(items)
+            count += item.count
+        self._records_enqueued += count
         if not self._add_to_buffer([_Entry(item, None) for item in items]):
-            self._dropped_unsaved += len(items)
+            self._dropped_unsaved += count
         self._wake.set()
 
-    async def add(self, items: Sequence[Item]) -> None:
-        """Buffer items and return once they are on disk; OutboxFullError if refused."""
+    async def add(self, items: Sequence[Item], watermark: float | None = None) -> None:
+        """Buffer items and return once they are on disk; OutboxFullError if refused.
+
+        A watermark is stored with them.
+        """
         future: asyncio.Future[None] = self._loop.create_future()
         if not self._add_to_buffer([_Entry(item, future) for item in items]):
             raise OutboxFullError("The outbox is full")
+        if watermark is not None:
+            self._watermark_wanted = watermark
         self._wake.set()
         self._urgent.set()
         await future
-        self._records_enqueued += len(items)
+        self._records_enqueued += sum(item.count for item in items)
 
     async def add_and_wait_acknowledged(self, item: Item) -> None:
         """Buffer a message and return once the broker acknowledged it."""
@@ -148,14 +168,16 @@ class Outbox:
         The buffer holds one group commit, unless commits fail (a full disk): then the outbox's
         bound and overflow policy apply to it as they apply to the disk.
         """
-        size = sum(len(entry.item.data) for entry in entries)
+        count = sum(entry.item.count for entry in entries)
+        size = sum(entry.item.size for entry in entries)
         backlog = self._backlog
         if self._config.overflow == "reject_new" and self._over_bound(
-            backlog.records + len(self._buffer) + len(self._in_commit) + len(entries),
+            backlog.records + self._buffer_records + self._in_commit_records + count,
             backlog.bytes + self._buffer_bytes + self._in_commit_bytes + size,
         ):
             return False
         self._buffer.extend(entries)
+        self._buffer_records += count
         self._buffer_bytes += size
         self._drop_oldest_buffered()
         return True
@@ -163,7 +185,8 @@ class Outbox:
     def _put_back(self, entries: list[_Entry]) -> None:
         """Return entries a failed commit did not store to the front of the buffer."""
         self._buffer.extendleft(reversed(entries))
-        self._buffer_bytes += sum(len(entry.item.data) for entry in entries)
+        self._buffer_records += sum(entry.item.count for entry in entries)
+        self._buffer_bytes += sum(entry.item.size for entry in entries)
         self._drop_oldest_buffered()
 
     def _over_bound(self, records: int, size: int) -> bool:
@@ -176,12 +199,29 @@ class Outbox:
         buffer = self._buffer
         while (
             self._config.overflow == "drop_oldest"
-            and self._over_bound(len(buffer), self._buffer_bytes)
+            and self._over_bound(self._buffer_records, self._buffer_bytes)
             and buffer
             and buffer[0].future is None
         ):
-            self._buffer_bytes -= len(buffer.popleft().item.data)
-            self._dropped_unsaved += 1
+            item = buffer[0].item
+            if item.records is not None and item.count > 1:
+                # Of a batch, only its oldest records go (never the newest with them).
+                config = self._config
+                excess = self._buffer_records - config.max_backlog_records
+                excess_bytes = self._buffer_bytes - config.max_backlog_bytes
+                drop = size = 0
+                while drop < item.count - 1 and (drop < excess or size < excess_bytes):
+                    size += len(item.records[drop])
+                    drop += 1
+                del item.records[:drop]
+                item.count -= drop
+                item.size -= size
+            else:
+                buffer.popleft()
+                drop, size = item.count, item.size
+            self._buffer_records -= drop
+            self._buffer_bytes -= size
+            self._dropped_unsaved += drop
 
     # State
 
@@ -196,7 +236,7 @@ class Outbox:
         backlog = self._backlog
         # Acknowledged messages count as sent even before the commit that deletes them.
         acknowledged = len(self._acked_uncommitted)
-        unsettled = len(self._buffer) + len(self._in_commit)
+        unsettled = self._buffer_records + self._in_commit_records
         return backlog.messages - acknowledged + backlog.unpacked_records + unsettled
 
     @property
@@ -208,10 +248,15 @@ class Outbox:
             records_delivered=backlog.records_delivered,
             messages_delivered=backlog.messages_delivered,
             records_dropped=backlog.records_dropped + self._dropped_unsaved,
-            backlog_records=backlog.records + len(self._buffer) + len(self._in_commit),
+            backlog_records=backlog.records + self._buffer_records + self._in_commit_records,
             backlog_bytes=backlog.bytes + self._buffer_bytes + self._in_commit_bytes,
             last_delivery=self._last_delivery,
         )
+
+    @property
+    def watermark(self) -> float | None:
+        """Return the newest watermark on disk (None if none was ever stored)."""
+        return self._watermark
 
     @property
     def storage_error(self) -> SpotflowError | None:
@@ -263,11 +308,17 @@ class Outbox:
         self._wake.clear()
         self._urgent.clear()
         entries: list[_Entry] = []
+        watermark: float | None = None
         if not keep_buffer:
+            watermark, self._watermark_wanted = self._watermark_wanted, None
             entries = list(self._buffer)
             self._buffer.clear()
-            self._in_commit, self._in_commit_bytes = entries, self._buffer_bytes
-            self._buffer_bytes = 0
+            self._in_commit = entries
+            self._in_commit_records, self._in_commit_bytes = (
+                self._buffer_records,
+                self._buffer_bytes,
+            )
+            self._buffer_records = self._buffer_bytes = 0
         acked, self._acked = self._acked, []
         flush, self._flush_wanted = self._flush_wanted, False
         dropped = self._dropped_unsaved
@@ -275,11 +326,18 @@ class Outbox:
             commit = await self._loop.run_in_executor(
                 self._executor,
                 lambda: self._store.commit(
-                    [entry.item for entry in entries], acked, flush=flush, dropped=dropped
+                    [entry.item for entry in entries],
+                    acked,
+                    flush=flush,
+                    dropped=dropped,
+                    watermark=watermark,
                 ),
             )
         except SpotflowError as err:
             self._settle_in_commit()
+            if all(entry.future is None for entry in entries):
+                # Else the watermark would claim records their callers were told are not stored.
+                self._keep_watermark(watermark)
             # Awaiting callers learn that their records were not accepted; records already
             # accepted (nowait) stay buffered, ahead of newer ones, for the next attempt.
             for entry in entries:
@@ -291,11 +349,14 @@ class Outbox:
             raise
         except Exception:
             self._settle_in_commit()
+            self._keep_watermark(watermark)
             # The thread ended with this error and its transaction rolled back.
             self._put_back(entries)
             self._acked[:0] = acked
             raise
         self._dropped_unsaved -= dropped
+        if watermark is not None:
+            self._watermark = watermark
         if not keep_buffer:
             self._storage_error = None
         refused = {id(entries[index]) for index in commit.rejected}
@@ -326,8 +387,13 @@ class Outbox:
             self._unpacked_since = self._loop.time()
         self._progress.set()
 
+    def _keep_watermark(self, watermark: float | None) -> None:
+        # A newer one, handed over during the failed commit, stands for it too.
+        if self._watermark_wanted is None:
+            self._watermark_wanted = watermark
+
     def _settle_in_commit(self) -> None:
-        self._in_commit, self._in_commit_bytes = [], 0
+        self._in_commit, self._in_commit_records, self._in_commit_bytes = [], 0, 0
 
     # Sending
 

@@ -36,6 +36,11 @@ class StreamSender:
         self._compression = compression
         self._max_record_bytes = outbox.max_message_bytes
 
+    @property
+    def max_record_bytes(self) -> int:
+        """Return the size of the largest record the stream can carry."""
+        return self._max_record_bytes
+
     def __repr__(self) -> str:
         """Name the stream."""
         return f"<StreamSender {self._stream_group or '<default>'}/{self._stream or '<default>'}>"
@@ -141,9 +146,15 @@ class StreamSender:
         """Queue one record (a JSON line without newline); returns once it is on disk."""
         await self._outbox.add([self._record(record)])
 
-    async def enqueue_records(self, records: Sequence[bytes]) -> None:
-        """Queue records in order; returns once all are on disk."""
-        await self._outbox.add([self._record(record) for record in records])
+    async def enqueue_records(
+        self, records: Sequence[bytes], *, watermark: float | None = None
+    ) -> None:
+        """Queue records in order; returns once all are on disk (with the watermark, if any).
+
+        The watermark is the caller's number for how far its records reach (the time of the
+        newest change, say); `DeviceClient.watermark` returns it after a restart or a crash.
+        """
+        await self._outbox.add([self._record(record) for record in records], watermark)
 
     def enqueue_record_nowait(self, record: bytes) -> None:
         """Hand a record to the next group commit (within `commit_interval`); never blocks.
@@ -152,7 +163,24 @@ class StreamSender:
         """
         self._outbox.add_nowait([self._record(record)])
 
+    def enqueue_records_nowait(
+        self, records: Sequence[bytes], *, watermark: float | None = None
+    ) -> None:
+        """Hand records (and a watermark) to the next group commit; never blocks.
+
+        Raises PayloadTooLargeError or InvalidArgumentError before taking any of them.
+        """
+        for record in records:
+            self._check(record)
+        self._outbox.add_nowait(
+            [Item(self._key, self._compression, b"", records=list(records))], watermark
+        )
+
     def _record(self, record: bytes) -> Item:
+        self._check(record)
+        return Item(self._key, self._compression, record)
+
+    def _check(self, record: bytes) -> None:
         if not isinstance(record, bytes):
             raise InvalidArgumentError("A record must be bytes")
         if len(record) > self._max_record_bytes:
@@ -161,4 +189,3 @@ class StreamSender:
             )
         if b"\n" in record:
             raise InvalidArgumentError("A record must not contain a newline")
-        return Item(self._key, self._compression, record)

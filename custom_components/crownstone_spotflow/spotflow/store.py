@@ -6,6 +6,10 @@ acknowledged messages, enforces the backlog bound and packs records into message
 the same transaction makes a message's records, batch ID and message ID a durable decision taken
 before its first publish, so every resend carries exactly the same content under the same IDs and
 the platform's deduplication is safe.
+
+A commit may also store the caller's watermark (a number, such as the time of the newest change
+the records describe) in the same transaction as the records: after a crash, the watermark says
+exactly up to where the records reached the disk, even once they were delivered and deleted.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Iterable, Sequence
 import copy
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
 import json
 import logging
 from pathlib import Path
@@ -53,13 +58,18 @@ CREATE TABLE IF NOT EXISTS reported (seq INTEGER PRIMARY KEY AUTOINCREMENT, patc
 _CORRUPT_CODES: Final = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 _COUNTERS: Final = ("records_dropped", "records_delivered", "messages_delivered")
 _SQL_VARIABLES: Final = 500
+_WATERMARK: Final = "watermark"
 
 type StreamKey = tuple[str, str]
 
 
 @dataclass(slots=True)
 class Item:
-    """A record to pack, or (with properties set) a whole message, for one stream."""
+    """A record to pack, records (`records` set), or a whole message (`properties` set).
+
+    A batch of records is one object however many records it holds: records waiting for a
+    commit then cost the garbage collector nothing each.
+    """
 
     stream: StreamKey
     compression: Compression
@@ -67,6 +77,17 @@ class Item:
     properties: str | None = None
     # Accepted already (handed over without waiting): if refused, it counts as dropped.
     accepted: bool = False
+    records: list[bytes] | None = None
+    # Records and bytes it holds.
+    count: int = field(init=False)
+    size: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        """Count what it holds once."""
+        if self.records is None:
+            self.count, self.size = 1, len(self.data)
+        else:
+            self.count, self.size = len(self.records), sum(map(len, self.records))
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +159,8 @@ class Store:
         self._config = config
         self._state = _State()
         self.salt: bytes = b""
+        # The newest watermark committed; None until a commit stored one.
+        self.watermark: float | None = None
         self.tag = ""
 
     @classmethod
@@ -184,6 +207,7 @@ class Store:
             settings = {"salt": secrets.token_bytes(16), "tag": secrets.token_hex(4)}
             self.save_settings(settings)
         self.salt, self.tag = settings["salt"], settings["tag"]
+        self.watermark = settings.get(_WATERMARK)
         state = self._state
         state.counters = {name: int(settings.get(name, 0)) for name in _COUNTERS}
         for stream_id, group, stream, compression, next_message in self._conn.execute(
@@ -269,11 +293,18 @@ class Store:
         )
 
     def commit(
-        self, items: Sequence[Item], acked: Iterable[int], *, flush: bool, dropped: int
+        self,
+        items: Sequence[Item],
+        acked: Iterable[int],
+        *,
+        flush: bool,
+        dropped: int,
+        watermark: float | None = None,
     ) -> Commit:
         """Store items, delete acknowledged messages, bound the backlog, pack records.
 
-        `flush` also packs partial messages; `dropped` counts records dropped before the disk.
+        `flush` also packs partial messages; `dropped` counts records dropped before the disk;
+        `watermark`, when given, is stored with the items.
         """
         saved = copy.deepcopy(self._state)
         try:
@@ -285,11 +316,13 @@ class Store:
                 self._pack(flush=flush)
                 self._conn.executemany(
                     "INSERT OR REPLACE INTO settings VALUES (?, ?)",
-                    self._state.counters.items(),
+                    [*self._state.counters.items(), *_watermark_row(watermark)],
                 )
         except (sqlite3.Error, OSError) as err:
             self._state = saved
             raise storage_error(err) from err
+        if watermark is not None:
+            self.watermark = watermark
         return Commit(rejected, message_seqs, dropped_messages, self.backlog)
 
     def fetch_messages(self, after_seq: int, limit: int) -> list[QueuedMessage]:
@@ -354,19 +387,24 @@ class Store:
         records: list[tuple[int, bytes]] = []
         for index, item in enumerate(items):
             if config.overflow == "reject_new" and (
-                count + 1 > config.max_backlog_records
-                or size + len(item.data) > config.max_backlog_bytes
+                count + item.count > config.max_backlog_records
+                or size + item.size > config.max_backlog_bytes
             ):
                 rejected.append(index)
                 if item.accepted:
-                    state.counters["records_dropped"] += 1
+                    state.counters["records_dropped"] += item.count
                 continue
-            count, size = count + 1, size + len(item.data)
+            count, size = count + item.count, size + item.size
             stream_id = self._stream_id(item.stream, item.compression)
             if item.properties is None:
-                records.append((stream_id, item.data))
-                state.unpacked[stream_id][0] += 1
-                state.unpacked[stream_id][1] += len(item.data)
+                if item.records is None:
+                    records.append((stream_id, item.data))
+                else:
+                    # Pairs made in C: a Python loop per record here would hold the GIL
+                    # against the event loop for milliseconds.
+                    records.extend(zip(repeat(stream_id), item.records, strict=False))
+                state.unpacked[stream_id][0] += item.count
+                state.unpacked[stream_id][1] += item.size
                 continue
             # Records of the stream queued before a whole message are packed before it, so the
             # platform gets the stream in the order it was queued.
@@ -481,6 +519,10 @@ class Store:
         state.next_message[stream_id] = message_number + 1
         state.unpacked[stream_id][0] -= len(taken)
         state.unpacked[stream_id][1] -= sum(map(len, taken))
+
+
+def _watermark_row(watermark: float | None) -> list[tuple[str, float]]:
+    return [] if watermark is None else [(_WATERMARK, watermark)]
 
 
 def _set_aside(path: Path) -> None:

@@ -1,0 +1,205 @@
+"""What the mirror could not hear, read back from Home Assistant's recorder.
+
+Between the last change the outbox holds (its watermark, stored in the same commit as the
+records) and the moment the listener is attached, state changes happen that nobody handed to the
+mirror: the end of a run that crashed or stopped, and the start of this one. The recorder holds
+them (except its own last commit window, `commit_interval`, when Home Assistant crashed), so the
+mirror reads them back through the recorder's history API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from itertools import pairwise
+import logging
+from typing import TYPE_CHECKING, Final
+
+from homeassistant.core import HomeAssistant, State
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers.recorder import DATA_RECORDER, get_instance, session_scope
+from homeassistant.util import dt as dt_util
+from sqlalchemy.exc import SQLAlchemyError
+
+from custom_components.crownstone_spotflow.const import LOGGER
+
+if TYPE_CHECKING:
+    from .listener import StateListener
+
+# The recorder is read in windows of this length, so a long window never sits in memory at once.
+CHUNK: Final = timedelta(minutes=10)
+
+
+class CatchUp(StrEnum):
+    """How the window the mirror could not hear was covered (shown in diagnostics)."""
+
+    NOT_NEEDED = "not_needed"  # a new outbox: the snapshot is the whole picture
+    PENDING = "pending"
+    DONE = "done"
+    PAUSED = "paused"  # the platform asked for nothing while it could not hear
+    NO_RECORDER = "no_recorder"
+    RECORDER_FAILED = "recorder_failed"
+    PURGED = "purged"  # the window starts before what the recorder keeps
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The changes with `start < last_updated <= end` (POSIX timestamps)."""
+
+    start: float
+    end: float
+
+
+class RecorderUnavailableError(Exception):
+    """The recorder cannot tell what happened in the window; the reason is a CatchUp."""
+
+    def __init__(self, reason: CatchUp) -> None:
+        """Keep the reason."""
+        super().__init__(reason.value)
+        self.reason = reason
+
+
+async def async_recorder_ready(hass: HomeAssistant) -> None:
+    """Wait until the recorder holds every change made so far; raise if it cannot."""
+    if DATA_RECORDER not in hass.data:
+        raise RecorderUnavailableError(CatchUp.NO_RECORDER)
+    if not await hass.data[DATA_RECORDER].db_connected:
+        raise RecorderUnavailableError(CatchUp.RECORDER_FAILED)
+    # Commits what is queued (a task commits the session before it runs), so the history read
+    # in another session sees every change up to now.
+    await get_instance(hass).async_block_till_done()
+
+
+def purged_before(hass: HomeAssistant) -> float:
+    """Return the time before which the recorder may have purged states."""
+    return (dt_util.utcnow() - timedelta(days=get_instance(hass).keep_days)).timestamp()
+
+
+async def async_recorded_entities(hass: HomeAssistant) -> list[str]:
+    """Return every entity id the recorder has states of (also entities gone since)."""
+    instance = get_instance(hass)
+
+    def read() -> list[str]:
+        with session_scope(hass=hass, read_only=True) as session:
+            return list(instance.states_meta_manager.get_metadata_id_to_entity_id(session).values())
+
+    return await instance.async_add_executor_job(read)
+
+
+async def async_recorded_states(
+    hass: HomeAssistant,
+    window: Window,
+    entity_ids: list[str],
+    *,
+    attributes: bool,
+) -> list[State]:
+    """Return the recorded states of the entities changed in the window, oldest first."""
+    # Imported here: the recorder's modules load only where the recorder is used.
+    from homeassistant.components.recorder import history
+
+    if not entity_ids:
+        return []
+    start = dt_util.utc_from_timestamp(window.start)
+    end = dt_util.utc_from_timestamp(window.end)
+
+    def read() -> list[State]:
+        found = history.get_significant_states(
+            hass,
+            start,
+            end,
+            entity_ids,
+            include_start_time_state=False,
+            significant_changes_only=False,
+            no_attributes=not attributes,
+        )
+        return [
+            state
+            for states in found.values()
+            for state in states
+            if isinstance(state, State)
+            and window.start < state.last_updated_timestamp <= window.end
+        ]
+
+    states = await get_instance(hass).async_add_executor_job(read)
+    states.sort(key=lambda state: state.last_updated_timestamp)
+    return states
+
+
+def chunks(window: Window) -> list[Window]:
+    """Split a window into recorder reads of at most CHUNK each."""
+    step = CHUNK.total_seconds()
+    edges = [window.start]
+    while edges[-1] + step < window.end:
+        edges.append(edges[-1] + step)
+    edges.append(window.end)
+    return [Window(start, end) for start, end in pairwise(edges)]
+
+
+def iso(timestamp: float) -> str:
+    """Return a timestamp as the records show times."""
+    return dt_util.utc_from_timestamp(timestamp).isoformat()
+
+
+async def async_catch_up(
+    hass: HomeAssistant, listener: StateListener, window: Window, *, fresh: bool
+) -> None:
+    """Store what the recorder holds of the window, or a record saying a gap is possible.
+
+    A `fresh` outbox never held a change: its window starts when the entry was made (no earlier
+    than what the recorder keeps), and without a recorder the snapshot stands for it (no stream
+    ever had those changes).
+    """
+    try:
+        await async_recorder_ready(hass)
+    except RecorderUnavailableError as err:
+        _warn(err.reason, window)
+        if fresh:
+            listener.async_skip_catch_up(err.reason)
+        else:
+            await listener.async_enqueue_caught_up([], window, last=True, gap=err.reason)
+        return
+    if listener.paused:
+        listener.async_skip_catch_up(CatchUp.PAUSED)
+        return
+    if (purged := purged_before(hass)) > window.start and fresh:
+        # Nothing was promised before a new outbox's first start.
+        window = Window(min(purged, window.end), window.end)
+    elif purged > window.start:
+        gone = Window(window.start, min(purged, window.end))
+        last = gone.end == window.end
+        await listener.async_enqueue_caught_up([], gone, last=last, gap=CatchUp.PURGED)
+        if last:
+            return
+        window = Window(gone.end, window.end)
+    try:
+        entity_ids = [
+            entity_id
+            for entity_id in await async_recorded_entities(hass)
+            if listener.wanted(entity_id)
+        ]
+        parts = chunks(window)
+        for index, part in enumerate(parts):
+            states = await async_recorded_states(
+                hass, part, entity_ids, attributes=listener.settings.include_attributes
+            )
+            await listener.async_enqueue_caught_up(states, part, last=index == len(parts) - 1)
+            window = Window(part.end, window.end)
+    except (SQLAlchemyError, HomeAssistantError, ValueError) as err:
+        LOGGER.warning(
+            "Could not read the recorder's history for what the Spotflow mirror missed: %s", err
+        )
+        await listener.async_enqueue_caught_up([], window, last=True, gap=CatchUp.RECORDER_FAILED)
+
+
+def _warn(reason: CatchUp, window: Window) -> None:
+    LOGGER.log(
+        logging.WARNING,
+        "The Spotflow mirror cannot catch up the state changes from %s to %s (%s): %s",
+        iso(window.start),
+        iso(window.end),
+        reason.value,
+        "the recorder is not set up"
+        if reason is CatchUp.NO_RECORDER
+        else "the recorder's database is not available",
+    )
