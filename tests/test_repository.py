@@ -800,18 +800,42 @@ def _check_runtime_data() -> list[str]:
     problems += [] if _found(r"\.runtime_data\b") else ["runtime_data unused"]
     for stem, tree in _integration_modules().items():
         for node in ast.walk(tree):
-            if (
-                isinstance(node, ast.Attribute)
-                and node.attr == "data"
-                and isinstance(node.value, ast.Name)
-                and node.value.id == "hass"
-            ):
+            if _stores_in_hass_data(node):
                 problems.append(f"{stem}.py:{node.lineno} keeps something in hass.data")
             if isinstance(node, ast.FunctionDef) and node.name == "async_get_options_flow":
                 annotation = node.args.args[0].annotation if node.args.args else None
                 if annotation is None or ast.unparse(annotation) == "ConfigEntry":
                     problems.append(f"{stem}.py: async_get_options_flow takes an untyped entry")
     return problems
+
+
+def _is_hass_data(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr == "data"
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "hass"
+    )
+
+
+def _stores_in_hass_data(node: ast.AST) -> bool:
+    """Whether a node puts something in hass.data or reads our own key from it.
+
+    Reading what Home Assistant keeps there (the recorder's data, say) is not ours to move.
+    """
+    if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Delete):
+        targets = node.targets if isinstance(node, ast.Assign | ast.Delete) else [node.target]
+        return any(isinstance(t, ast.Subscript) and _is_hass_data(t.value) for t in targets)
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and _is_hass_data(node.func.value)
+        and node.func.attr in {"setdefault", "pop", "update"}
+    ):
+        return True
+    if isinstance(node, ast.Subscript) and _is_hass_data(node.value):
+        return ast.unparse(node.slice) in {"DOMAIN", repr(DOMAIN)}
+    return False
 
 
 def _check_flow_coverage() -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ from typing import Any
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import CONF_EMAIL, CONF_PASSWORD
 from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowManager, FlowResultType
 from homeassistant.helpers import entity_registry as er
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -205,3 +206,25 @@ async def wait_for_records(
     """Wait until the stored records (of one device) satisfy a condition; return them."""
     await wait_for(lambda: condition(records(platform, device_id)), timeout)
     return records(platform, device_id)
+
+
+async def code_shown_later(
+    hass: HomeAssistant,
+    manager: FlowManager,
+    flow_id: str,
+    result: Mapping[str, Any],
+    platform: PlatformSimulator,
+) -> str:
+    """A progress step without a code gets one once the platform gives it; return the operation.
+
+    The flow is read again the way the frontend does when a progress task ends.
+    """
+    assert result["type"] is FlowResultType.SHOW_PROGRESS
+    assert result["progress_action"] == "start_provisioning"
+    operation = await platform.wait_for_operation()
+    async with asyncio.timeout(10):
+        while result["progress_action"] != "wait_for_approval":
+            await hass.async_block_till_done()
+            result = await manager.async_configure(flow_id)
+    assert result["description_placeholders"]["verification_code"] == (operation.verification_code)
+    return operation.id

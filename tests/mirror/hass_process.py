@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 import json
+import os
 from pathlib import Path
 import secrets
 import signal
@@ -174,6 +175,9 @@ class HassProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.config,
+                # Not measured: older pytest-cov would start coverage in the child from its cwd,
+                # without the project's branch setting, and the data would not combine.
+                env={k: v for k, v in os.environ.items() if not k.startswith("COV_CORE_")},
             )
         async with asyncio.timeout(timeout):
             while True:

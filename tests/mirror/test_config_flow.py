@@ -21,7 +21,7 @@ from custom_components.crownstone_spotflow.mirror.form import _read_ca_certifica
 from custom_components.crownstone_spotflow.mirror.settings import MIRROR_DATA
 from simulators.spotflow_platform import PlatformSimulator
 
-from .conftest import supervisor_of, wait_for
+from .conftest import code_shown_later, supervisor_of, wait_for
 
 
 @pytest.fixture
@@ -271,17 +271,9 @@ async def test_platform_slow_to_give_a_code(
     one; the code follows as soon as it is known."""
     monkeypatch.setattr("custom_components.crownstone_spotflow.mirror.config_flow.CODE_WAIT", 0)
     flow_id = await start(hass)
-    result = await hass.config_entries.flow.async_configure(flow_id, mirror_input(platform))
-    assert result["type"] is FlowResultType.SHOW_PROGRESS
-    assert result["progress_action"] == "start_provisioning"
-    operation = await platform.wait_for_operation()
-    # What the frontend does when the progress task ends: it reads the flow again.
-    async with asyncio.timeout(10):
-        while result["progress_action"] != "wait_for_approval":
-            await hass.async_block_till_done()
-            result = await hass.config_entries.flow.async_configure(flow_id)
-    assert result["description_placeholders"]["verification_code"] == (operation.verification_code)
-    platform.approve(operation.id)
+    manager = hass.config_entries.flow
+    result = await manager.async_configure(flow_id, mirror_input(platform))
+    platform.approve(await code_shown_later(hass, manager, flow_id, result, platform))
     assert (await outcome(hass, flow_id))["type"] is FlowResultType.CREATE_ENTRY
     entry = hass.config_entries.async_entries(DOMAIN)[0]
     await hass.async_block_till_done()

@@ -3,7 +3,6 @@ outbox (the backlog is kept); closing the dialog restarts the mirror as it was."
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from custom_components.crownstone_spotflow.const import DOMAIN
 from custom_components.crownstone_spotflow.mirror.repairs import MirrorIssue, issue_id
 from simulators.spotflow_platform import PlatformSimulator
 
-from .conftest import DEVICE_ID, supervisor_of, wait_for, wait_for_records
+from .conftest import DEVICE_ID, code_shown_later, supervisor_of, wait_for, wait_for_records
 
 
 @pytest.fixture
@@ -294,20 +293,11 @@ async def test_platform_slow_to_give_a_code(
 ) -> None:
     """Without a code within the wait, the progress step says it is asking; the code follows."""
     monkeypatch.setattr("custom_components.crownstone_spotflow.mirror.options_flow.CODE_WAIT", 0)
-    result = await hass.config_entries.options.async_init(loaded_entry.entry_id)
+    manager = hass.config_entries.options
+    result = await manager.async_init(loaded_entry.entry_id)
     flow_id = result["flow_id"]
-    result = await hass.config_entries.options.async_configure(
-        flow_id, form_input(platform, device_id="ha-other")
-    )
-    assert result["type"] is FlowResultType.SHOW_PROGRESS
-    assert result["progress_action"] == "start_provisioning"
-    operation = await platform.wait_for_operation()
-    async with asyncio.timeout(10):
-        while result["progress_action"] != "wait_for_approval":
-            await hass.async_block_till_done()
-            result = await hass.config_entries.options.async_configure(flow_id)
-    assert result["description_placeholders"]["verification_code"] == (operation.verification_code)
-    platform.approve(operation.id)
+    result = await manager.async_configure(flow_id, form_input(platform, device_id="ha-other"))
+    platform.approve(await code_shown_later(hass, manager, flow_id, result, platform))
     assert (await finish(hass, flow_id))["type"] is FlowResultType.CREATE_ENTRY
     await wait_connected(loaded_entry, "ha-other")
 
