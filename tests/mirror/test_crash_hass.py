@@ -112,6 +112,7 @@ def _mirrored(platform: PlatformSimulator) -> list[dict[str, object]]:
     ]
 
 
+@pytest.mark.real_hass
 @pytest.mark.timeout(240)
 async def test_crashes_lose_nothing_the_recorder_holds(
     hass: HomeAssistant, tmp_path: Path, socket_enabled: None
