@@ -24,32 +24,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 import gc
 import json
 import logging
-from pathlib import Path
 import statistics
-import tempfile
 import time
 import tracemalloc
 from typing import Any
-from unittest.mock import patch
 
-from aiohttp import ThreadedResolver, web
+from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 import crownstone_cloud.helpers.requests as peer_requests  # type: ignore[import-untyped]
 import crownstone_sse.async_client as peer_sse  # type: ignore[import-untyped]
-from homeassistant import loader
 from homeassistant.const import CONF_EMAIL, CONF_PASSWORD
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
-    async_test_home_assistant,
 )
 
+from bench.home_assistant import home_assistant
 from custom_components.crownstone_spotflow.const import (
     CONF_CLOUD_URL,
     CONF_PASSWORD_SHA1,
@@ -95,27 +90,6 @@ ENTRIES: dict[str, Callable[[CloudSimulator], MockConfigEntry]] = {
 }
 
 
-@asynccontextmanager
-async def _home_assistant() -> AsyncIterator[HomeAssistant]:
-    with (
-        tempfile.TemporaryDirectory() as folder,
-        # A bare test instance has no zeroconf resolver; the simulator is an IP address.
-        patch(
-            "homeassistant.helpers.aiohttp_client._async_make_resolver",
-            return_value=ThreadedResolver(),
-        ),
-    ):
-        config_dir = Path(folder) / "config"
-        (config_dir / ".storage").mkdir(parents=True)
-        async with async_test_home_assistant(config_dir=str(config_dir)) as hass:
-            # What the test plugin's enable_custom_integrations fixture does.
-            hass.data.pop(loader.DATA_CUSTOM_COMPONENTS)
-            try:
-                yield hass
-            finally:
-                await hass.async_stop(force=True)
-
-
 async def _setup(hass: HomeAssistant, entry: MockConfigEntry) -> None:
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
@@ -134,7 +108,7 @@ async def _measure_setup(
     times: list[float] = []
     try:
         for _ in range(SETUP_RUNS):
-            async with _home_assistant() as hass:
+            async with home_assistant() as hass:
                 entry = ENTRIES[name](sim)
                 sim.reset_counters()
                 requests_seen.clear()
@@ -160,7 +134,7 @@ def _round_trips(requests: list[tuple[float, float]]) -> int:
 
 async def _measure_memory(sim: CloudSimulator, name: str, stones: int) -> float:
     """Return what the entry's setup allocated and kept, in KiB per 100 Crownstones."""
-    async with _home_assistant() as hass:
+    async with home_assistant() as hass:
         entry = ENTRIES[name](sim)
         gc.collect()
         tracemalloc.start()
@@ -179,7 +153,7 @@ async def _measure_live(
     sim: CloudSimulator, name: str, changes: int, commands: int
 ) -> dict[str, Any]:
     """Push latency, states written per pushed change, and light.turn_on return time."""
-    async with _home_assistant() as hass:
+    async with home_assistant() as hass:
         entry = ENTRIES[name](sim)
         await _setup(hass, entry)
         if name == "ours":

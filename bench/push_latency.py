@@ -14,24 +14,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from pathlib import Path
 import statistics
-import tempfile
 import time
 from typing import Any
-from unittest.mock import patch
 
-from aiohttp import ThreadedResolver
-from homeassistant import loader
 from homeassistant.const import CONF_EMAIL
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.event import async_track_state_change_event
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
-    async_test_home_assistant,
 )
 
+from bench.home_assistant import home_assistant
 from custom_components.crownstone_spotflow.const import (
     CONF_CLOUD_URL,
     CONF_PASSWORD_SHA1,
@@ -60,23 +55,8 @@ async def run(changes: int, stones_per_sphere: int | None) -> dict[str, Any]:
     sim = CloudSimulator(scenario, phone_delay=None)
     await sim.start(host="127.0.0.1", port=0)
     try:
-        with (
-            tempfile.TemporaryDirectory() as folder,
-            # A bare test instance has no zeroconf resolver; the simulator is an IP address.
-            patch(
-                "homeassistant.helpers.aiohttp_client._async_make_resolver",
-                return_value=ThreadedResolver(),
-            ),
-        ):
-            config_dir = Path(folder) / "config"
-            (config_dir / ".storage").mkdir(parents=True)
-            async with async_test_home_assistant(config_dir=str(config_dir)) as hass:
-                # What the test plugin's enable_custom_integrations fixture does.
-                hass.data.pop(loader.DATA_CUSTOM_COMPONENTS)
-                try:
-                    return await _measure(hass, sim, changes)
-                finally:
-                    await hass.async_stop(force=True)
+        async with home_assistant() as hass:
+            return await _measure(hass, sim, changes)
     finally:
         await sim.stop()
 
