@@ -142,7 +142,7 @@ async def test_secrets_stay_secret(
     secrets = [sim.provisioning_token, token.token, registration.sas]
     texts = [caplog.text, repr(client), repr(registration), repr(token), repr(client.stats)]
     await client.close()
-    with sqlite3.connect(db_path) as connection:
+    with contextlib.closing(sqlite3.connect(db_path)) as connection:
         texts += [repr(row) for row in connection.execute("SELECT * FROM settings")]
     for secret in secrets:
         for text in texts:
@@ -327,7 +327,7 @@ async def test_nowait_records_are_committed_as_one_group(
     sender = client.create_stream_sender("g", "s")
     for n in range(100):
         sender.enqueue_record_nowait(b"%d" % n)
-    with sqlite3.connect(db_path) as reader:
+    with contextlib.closing(sqlite3.connect(db_path)) as reader:
 
         def on_disk() -> int:
             return int(reader.execute("SELECT COUNT(*) FROM records").fetchone()[0])
@@ -386,7 +386,7 @@ async def test_counters_never_lag_the_disk(db_path: Path) -> None:
         outbox.start()
         outbox.add_nowait([Item(("g", "s"), Compression.UNCOMPRESSED, b"%d" % n) for n in range(3)])
         assert await loop.run_in_executor(None, store.committed.wait, 10)
-        with sqlite3.connect(db_path) as reader:
+        with contextlib.closing(sqlite3.connect(db_path)) as reader:
             assert reader.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 3
         assert outbox.pending_count == 3
         assert outbox.stats.backlog_records == 3
@@ -416,7 +416,7 @@ async def test_close_during_a_commit_keeps_each_record_once(db_path: Path) -> No
         async with asyncio.timeout(5):
             await closing
         await loop.run_in_executor(executor, store.close)
-    with sqlite3.connect(db_path) as reader:
+    with contextlib.closing(sqlite3.connect(db_path)) as reader:
         rows = reader.execute("SELECT data FROM records ORDER BY seq").fetchall()
     assert rows == [(b"0",), (b"1",), (b"2",)]
 
