@@ -150,6 +150,13 @@ async def async_catch_up(
     than what the recorder keeps), and without a recorder the snapshot stands for it (no stream
     ever had those changes).
     """
+    LOGGER.debug(
+        "Catching up the state changes from %s to %s (%r, %r]",
+        iso(window.start),
+        iso(window.end),
+        window.start,
+        window.end,
+    )
     try:
         await async_recorder_ready(hass)
     except RecorderUnavailableError as err:
@@ -184,6 +191,12 @@ async def async_catch_up(
                 hass, part, entity_ids, attributes=listener.settings.include_attributes
             )
             await listener.async_enqueue_caught_up(states, part, last=index == len(parts) - 1)
+            LOGGER.debug(
+                "Caught up %d state changes from %s to %s",
+                len(states),
+                iso(part.start),
+                iso(part.end),
+            )
             window = Window(part.end, window.end)
     except (SQLAlchemyError, HomeAssistantError, ValueError) as err:
         LOGGER.warning(
