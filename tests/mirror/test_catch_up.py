@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+import threading
+import time
 from typing import Any
 
 from homeassistant.components.recorder import Recorder
@@ -14,7 +16,12 @@ from pytest_homeassistant_custom_component.components.recorder.common import (
     async_wait_recording_done,
 )
 
-from custom_components.crownstone_spotflow.mirror.catch_up import CatchUp
+from custom_components.crownstone_spotflow.mirror.catch_up import (
+    CatchUp,
+    Window,
+    async_recorded_states,
+    async_recorder_ready,
+)
 from simulators.spotflow_platform import PlatformSimulator
 
 from .conftest import wait_for, wait_for_records
@@ -77,3 +84,42 @@ async def test_restart_catches_up_from_the_recorder(
     assert ("light.a", "live") in [(r["entity_id"], r["state"]) for r in found]
     seqs = [r["seq"] for r in found if r["epoch"] == restarted.listener.epoch]
     assert sorted(seqs) == list(range(1, len(seqs) + 1))
+
+
+class _HeldAttribute:
+    """An attribute whose encoding holds the recorder's thread until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.encoding = threading.Event()
+        self.release = threading.Event()
+
+    def as_dict(self) -> dict[str, str]:
+        # The recorder encodes attributes in its own thread, once it took the change from its
+        # queue and before the change is in its session.
+        self.encoding.set()
+        self.release.wait(30)
+        return {}
+
+
+async def test_catch_up_waits_for_the_change_the_recorder_is_writing(
+    recorder_mock: Recorder, hass: HomeAssistant
+) -> None:
+    """A change the recorder's thread is still writing (its queue empty, its session clean) is
+    in what the catch-up reads; the recorder's own wait returns at once there."""
+    await async_wait_recording_done(hass)
+    start = time.time()
+    held = _HeldAttribute()
+    hass.states.async_set("sensor.written", "1", {"held": held})
+    await hass.async_add_executor_job(held.encoding.wait, 10)
+    assert held.encoding.is_set()
+
+    # Started eagerly: it runs until it waits for the recorder, if it does.
+    ready = hass.async_create_task(async_recorder_ready(hass))
+    if not ready.done():
+        held.release.set()
+    await ready
+    states = await async_recorded_states(
+        hass, Window(start, time.time()), ["sensor.written"], attributes=False
+    )
+    held.release.set()
+    assert [state.state for state in states] == ["1"]

@@ -22,13 +22,15 @@ from homeassistant.helpers.recorder import DATA_RECORDER, get_instance, session_
 from homeassistant.util import dt as dt_util
 from sqlalchemy.exc import SQLAlchemyError
 
-from custom_components.crownstone_spotflow.const import LOGGER
+from custom_components.crownstone_spotflow.const import DOMAIN, LOGGER
 
 if TYPE_CHECKING:
     from .listener import StateListener
 
 # The recorder is read in windows of this length, so a long window never sits in memory at once.
 CHUNK: Final = timedelta(minutes=10)
+# Fired before the recorder is read; the recorder writes it behind every earlier change.
+EVENT_CATCH_UP: Final = f"{DOMAIN}_catch_up"
 
 
 class CatchUp(StrEnum):
@@ -66,8 +68,13 @@ async def async_recorder_ready(hass: HomeAssistant) -> None:
         raise RecorderUnavailableError(CatchUp.NO_RECORDER)
     if not await hass.data[DATA_RECORDER].db_connected:
         raise RecorderUnavailableError(CatchUp.RECORDER_FAILED)
-    # Commits what is queued (a task commits the session before it runs), so the history read
-    # in another session sees every change up to now.
+    # Waiting for the recorder commits what is queued (a task commits the session before it
+    # runs), so the history read in another session sees every change up to now. But it returns
+    # at once when the queue is empty and the session clean, also while the recorder's thread
+    # still writes the last change it took from the queue: the read would miss that change, and
+    # the watermark would then pass it for good. An event of ours, queued behind that change,
+    # makes it wait.
+    hass.bus.async_fire(EVENT_CATCH_UP)
     await get_instance(hass).async_block_till_done()
 
 
