@@ -24,7 +24,7 @@ from custom_components.crownstone_spotflow.mirror.catch_up import (
 )
 from simulators.spotflow_platform import PlatformSimulator
 
-from .conftest import wait_for, wait_for_records
+from .conftest import records, wait_for, wait_for_records
 from .test_forwarder import set_filter
 
 
@@ -87,7 +87,7 @@ async def test_restart_catches_up_from_the_recorder(
 
 
 class _HeldAttribute:
-    """An attribute whose encoding holds the recorder's thread until the test lets it go."""
+    """An attribute whose first encoding holds the recorder's thread until the test lets go."""
 
     def __init__(self) -> None:
         self.encoding = threading.Event()
@@ -95,9 +95,10 @@ class _HeldAttribute:
 
     def as_dict(self) -> dict[str, str]:
         # The recorder encodes attributes in its own thread, once it took the change from its
-        # queue and before the change is in its session.
-        self.encoding.set()
-        self.release.wait(30)
+        # queue and before the change is in its session. (The mirror encodes it later.)
+        if not self.encoding.is_set():
+            self.encoding.set()
+            self.release.wait(30)
         return {}
 
 
@@ -123,3 +124,51 @@ async def test_catch_up_waits_for_the_change_the_recorder_is_writing(
     )
     held.release.set()
     assert [state.state for state in states] == ["1"]
+
+
+async def test_stop_before_the_catch_up_ends_leaves_only_its_window(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    platform: PlatformSimulator,
+    start_forwarder: Callable[..., Any],
+) -> None:
+    """A start that ends (as a crash ends it) while it still waits for the recorder leaves the
+    next start its window to catch up, and not the changes it heard live: each arrives once."""
+    await start_forwarder()
+    hass.states.async_set("light.a", "0")
+    await wait_for_records(platform, lambda found: any(r.get("state") == "0" for r in found))
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    hass.states.async_set("light.a", "missed")
+    await async_wait_recording_done(hass)
+    held = _HeldAttribute()
+    hass.states.async_set("light.b", "missed", {"held": held})
+    await hass.async_add_executor_job(held.encoding.wait, 10)
+
+    # The recorder's thread is held: the catch-up waits for it while changes are heard live.
+    started = await start_forwarder()
+    for value in ("live 1", "live 2"):
+        hass.states.async_set("light.a", value)
+    await wait_for_records(platform, lambda found: any(r.get("state") == "live 2" for r in found))
+    assert started.listener.catch_up is CatchUp.PENDING
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    held.release.set()
+    await async_wait_recording_done(hass)
+
+    restarted = await start_forwarder()
+    await wait_for(lambda: restarted.listener.catch_up is CatchUp.DONE)
+    assert restarted.client is not None
+    await restarted.client.wait_enqueued_messages_sent()
+    found = records(platform)
+    changes = [(r["entity_id"], r["state"]) for r in found if not r.get("snapshot")]
+    assert sorted(changes) == [
+        ("light.a", "0"),
+        ("light.a", "live 1"),
+        ("light.a", "live 2"),
+        ("light.a", "missed"),
+        ("light.b", "missed"),
+    ]
+    assert [(r["entity_id"], r["state"], r["epoch"]) for r in found if r.get("caught_up")] == [
+        ("light.a", "missed", restarted.listener.epoch),
+        ("light.b", "missed", restarted.listener.epoch),
+    ]
