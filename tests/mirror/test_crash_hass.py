@@ -130,10 +130,11 @@ def _recorded(db: Path) -> dict[Key, float]:
 
 
 def _changes(platform: PlatformSimulator) -> set[Key]:
+    """Return the changes on the platform (a snapshot record stands for no change)."""
     return {
         (str(r["entity_id"]), str(r["state"]))
         for r in _mirrored(platform)
-        if "entity_id" in r and "state" in r
+        if "entity_id" in r and "state" in r and not r.get("snapshot")
     }
 
 
