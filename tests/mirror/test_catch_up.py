@@ -172,3 +172,24 @@ async def test_stop_before_the_catch_up_ends_leaves_only_its_window(
         ("light.a", "missed", restarted.listener.epoch),
         ("light.b", "missed", restarted.listener.epoch),
     ]
+
+
+async def test_window_edges_are_exact_below_a_microsecond(
+    recorder_mock: Recorder, hass: HomeAssistant
+) -> None:
+    """A change just under a window's end is in it, one just past its start is too, whatever the
+    rounding of the recorder's datetimes (a read from the window's end on has neither)."""
+    second = float(int(time.time()))
+    # Rounded to the microsecond, the first rounds down, the second up.
+    first, last = second + 0.5000002, second + 0.6999998
+    hass.states.async_set("sensor.edge", "first", timestamp=first)
+    hass.states.async_set("sensor.edge", "last", timestamp=last)
+    await async_wait_recording_done(hass)
+
+    def read(window: Window) -> Any:
+        return async_recorded_states(hass, window, ["sensor.edge"], attributes=False)
+
+    assert [state.state for state in await read(Window(second, first))] == ["first"]
+    assert [state.state for state in await read(Window(first - 5e-7, last))] == ["first", "last"]
+    assert [state.state for state in await read(Window(first, last + 5e-7))] == ["last"]
+    assert await read(Window(last, last + 1)) == []

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 # The recorder is read in windows of this length, so a long window never sits in memory at once.
 CHUNK: Final = timedelta(minutes=10)
+EDGE: Final = timedelta(microseconds=1)
 # Fired before the recorder is read; the recorder writes it behind every earlier change.
 EVENT_CATCH_UP: Final = f"{DOMAIN}_catch_up"
 
@@ -144,8 +145,11 @@ async def async_recorded_states(
 
     if not entity_ids:
         return []
-    start = dt_util.utc_from_timestamp(window.start)
-    end = dt_util.utc_from_timestamp(window.end)
+    # The recorder keeps last_updated as the float Home Assistant set, but is asked in datetimes
+    # (rounded to the microsecond) and leaves out the end: asked a microsecond wider on each
+    # side, the exact window is chosen below.
+    start = dt_util.utc_from_timestamp(window.start) - EDGE
+    end = dt_util.utc_from_timestamp(window.end) + EDGE
 
     def read() -> list[State]:
         found = history.get_significant_states(
