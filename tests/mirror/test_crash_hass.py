@@ -19,6 +19,7 @@ import aiohttp
 from homeassistant.core import HomeAssistant
 import pytest
 
+from custom_components.crownstone_spotflow.mirror.catch_up import Coverage
 from custom_components.crownstone_spotflow.mirror.settings import MirrorSettings
 from simulators.spotflow_platform import PlatformSimulator
 
@@ -43,7 +44,7 @@ class Run:
     values: range = range(0)
     started: float = 0.0  # Home Assistant ran
     stopped: float = 0.0  # the signal was sent
-    watermark: float | None = None  # what the outbox held once the process had ended
+    coverage: Coverage | None = None  # what the outbox held once the process had ended
 
 
 async def _post_changes(
@@ -102,18 +103,19 @@ async def _run(
         await hass.stop(stop)
     with contextlib.suppress(asyncio.CancelledError):
         await poster
-    run.watermark = await asyncio.get_running_loop().run_in_executor(
-        None, _outbox_watermark, hass.config
+    run.coverage = await asyncio.get_running_loop().run_in_executor(
+        None, _outbox_coverage, hass.config
     )
     return run
 
 
-def _outbox_watermark(config: Path) -> float | None:
-    """Return the watermark the outbox stored (read while Home Assistant is not running)."""
+def _outbox_coverage(config: Path) -> Coverage | None:
+    """Return what the outbox's watermark says it holds (read while Home Assistant is not
+    running)."""
     (outbox,) = (config / ".storage").glob("*.spotflow.db")
     with contextlib.closing(sqlite3.connect(outbox)) as connection:
         row = connection.execute("SELECT value FROM settings WHERE key = 'watermark'").fetchone()
-    return None if row is None else float(row[0])
+    return None if row is None else Coverage.from_watermark(row[0])
 
 
 def _recorded(db: Path) -> dict[Key, float]:
@@ -198,7 +200,7 @@ async def test_crashes_lose_nothing_the_recorder_holds(
         print(
             f"run {index + 1} ({run.stop.name}): posted {len(run.posted)}, in recorder"
             f" {len(run.posted & recorded.keys())}, on platform"
-            f" {len(run.posted & changes.keys())}, watermark after it {_time(run.watermark)}"
+            f" {len(run.posted & changes.keys())}, holds after it {_coverage(run.coverage)}"
         )
     print(
         f"posted {sum(len(run.posted) for run in runs)}, in recorder {len(recorded)}, on"
@@ -219,6 +221,13 @@ def _time(timestamp: float | None) -> str:
     return f"{datetime.fromtimestamp(timestamp, UTC):%H:%M:%S.%f} ({timestamp!r})"
 
 
+def _coverage(coverage: Coverage | None) -> str:
+    if coverage is None:
+        return "nothing"
+    gaps = ", ".join(f"({_time(gap.start)}, {_time(gap.end)}]" for gap in coverage.gaps)
+    return f"up to {_time(coverage.held_to)}" + (f" except {gaps}" if gaps else "")
+
+
 def _explain(
     missing: list[Key],
     recorded: dict[Key, float],
@@ -228,8 +237,9 @@ def _explain(
 ) -> str:
     """Say what is known of the changes the platform lacks: when, in which run, what was around.
 
-    The windows a start catches up are (watermark before it, its epoch]; the runs' times and the
-    epochs' records show whether a change fell in one, was heard live, or was in a snapshot.
+    A start catches up the outbox's gaps and (the newest change it holds, the epoch]; the runs'
+    times and the epochs' records show whether a change fell in one, was heard live, or was in a
+    snapshot.
     """
     lines = [f"{len(missing)} changes the recorder holds are not on the platform:"]
     for entity_id, value in missing[:10]:
@@ -249,7 +259,7 @@ def _explain(
         lines.append(
             f"  run {index + 1} ({run.stop.name}): ran {_time(run.started)}, signal"
             f" {_time(run.stopped)}, values {run.values.start}..{run.values.stop - 1},"
-            f" outbox watermark after it {_time(run.watermark)}"
+            f" outbox holds after it {_coverage(run.coverage)}"
         )
     epochs: dict[object, list[dict[str, object]]] = {}
     for record in records:
