@@ -76,7 +76,8 @@ recorder:
 logger:
   default: warning
   logs:
-    custom_components.crownstone_spotflow: info
+    # Debug: the windows each start catches up, for a failure message.
+    custom_components.crownstone_spotflow: debug
 """
     )
     entry_id = uuid.uuid4().hex
@@ -200,6 +201,11 @@ class HassProcess:
             while self.process.poll() is None:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         self.process = None
+
+    def log_lines(self, word: str) -> list[str]:
+        """Return the lines of Home Assistant's log that hold a word (any case)."""
+        text = self.log.read_text(errors="replace")
+        return [line for line in text.splitlines() if word.lower() in line.lower()]
 
     def tail(self) -> str:
         """Return the end of Home Assistant's log, for a failure message."""

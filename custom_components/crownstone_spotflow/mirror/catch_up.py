@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from itertools import pairwise
+import json
 import logging
 from typing import TYPE_CHECKING, Final
 
@@ -22,13 +23,17 @@ from homeassistant.helpers.recorder import DATA_RECORDER, get_instance, session_
 from homeassistant.util import dt as dt_util
 from sqlalchemy.exc import SQLAlchemyError
 
-from custom_components.crownstone_spotflow.const import LOGGER
+from custom_components.crownstone_spotflow.const import DOMAIN, LOGGER
+from custom_components.crownstone_spotflow.spotflow import Watermark
 
 if TYPE_CHECKING:
     from .listener import StateListener
 
 # The recorder is read in windows of this length, so a long window never sits in memory at once.
 CHUNK: Final = timedelta(minutes=10)
+EDGE: Final = timedelta(microseconds=1)
+# Fired before the recorder is read; the recorder writes it behind every earlier change.
+EVENT_CATCH_UP: Final = f"{DOMAIN}_catch_up"
 
 
 class CatchUp(StrEnum):
@@ -51,6 +56,41 @@ class Window:
     end: float
 
 
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """What the outbox holds: every change up to `held_to`, except those in the `gaps`.
+
+    It is the outbox's watermark, stored in the commit that stores the records it speaks of. A
+    start adds what it could not hear as a gap, and a part caught up from the recorder leaves the
+    gaps in the commit that stores its records. A crash before a catch-up ends so leaves the next
+    start that window, and not the changes heard live meanwhile (they would be mirrored twice).
+    """
+
+    held_to: float
+    gaps: tuple[Window, ...] = ()
+
+    @classmethod
+    def from_watermark(cls, watermark: Watermark) -> Coverage:
+        """Return what a stored watermark says (a number: no gaps, as earlier versions stored)."""
+        if isinstance(watermark, str):
+            data = json.loads(watermark)
+            return cls(float(data["held_to"]), tuple(Window(*gap) for gap in data["gaps"]))
+        return cls(float(watermark))
+
+    def watermark(self) -> Watermark:
+        """Return what to store (a number while nothing waits, readable by earlier versions)."""
+        if not self.gaps:
+            return self.held_to
+        gaps = [[gap.start, gap.end] for gap in self.gaps]
+        return json.dumps({"held_to": self.held_to, "gaps": gaps})
+
+    def caught_up_to(self, end: float) -> Coverage:
+        """Return the coverage once every gap is caught up to `end` (gaps are caught up in
+        order)."""
+        gaps = tuple(Window(max(gap.start, end), gap.end) for gap in self.gaps if gap.end > end)
+        return Coverage(self.held_to, gaps)
+
+
 class RecorderUnavailableError(Exception):
     """The recorder cannot tell what happened in the window; the reason is a CatchUp."""
 
@@ -66,8 +106,13 @@ async def async_recorder_ready(hass: HomeAssistant) -> None:
         raise RecorderUnavailableError(CatchUp.NO_RECORDER)
     if not await hass.data[DATA_RECORDER].db_connected:
         raise RecorderUnavailableError(CatchUp.RECORDER_FAILED)
-    # Commits what is queued (a task commits the session before it runs), so the history read
-    # in another session sees every change up to now.
+    # Waiting for the recorder commits what is queued (a task commits the session before it
+    # runs), so the history read in another session sees every change up to now. But it returns
+    # at once when the queue is empty and the session clean, also while the recorder's thread
+    # still writes the last change it took from the queue: the read would miss that change, and
+    # the watermark would then pass it for good. An event of ours, queued behind that change,
+    # makes it wait.
+    hass.bus.async_fire(EVENT_CATCH_UP)
     await get_instance(hass).async_block_till_done()
 
 
@@ -100,8 +145,11 @@ async def async_recorded_states(
 
     if not entity_ids:
         return []
-    start = dt_util.utc_from_timestamp(window.start)
-    end = dt_util.utc_from_timestamp(window.end)
+    # The recorder keeps last_updated as the float Home Assistant set, but is asked in datetimes
+    # (rounded to the microsecond) and leaves out the end: asked a microsecond wider on each
+    # side, the exact window is chosen below.
+    start = dt_util.utc_from_timestamp(window.start) - EDGE
+    end = dt_util.utc_from_timestamp(window.end) + EDGE
 
     def read() -> list[State]:
         found = history.get_significant_states(
@@ -142,54 +190,85 @@ def iso(timestamp: float) -> str:
 
 
 async def async_catch_up(
-    hass: HomeAssistant, listener: StateListener, window: Window, *, fresh: bool
+    hass: HomeAssistant, listener: StateListener, windows: list[Window], *, fresh: bool
 ) -> None:
-    """Store what the recorder holds of the window, or a record saying a gap is possible.
+    """Store what the recorder holds of the windows, or records saying a gap is possible.
 
-    A `fresh` outbox never held a change: its window starts when the entry was made (no earlier
-    than what the recorder keeps), and without a recorder the snapshot stands for it (no stream
-    ever had those changes).
+    The windows come oldest first. A `fresh` outbox never held a change: its window starts when
+    the entry was made (no earlier than what the recorder keeps), and without a recorder the
+    snapshot stands for it (no stream ever had those changes).
     """
+    for window in windows:
+        LOGGER.debug(
+            "Catching up the state changes from %s to %s (%r, %r]",
+            iso(window.start),
+            iso(window.end),
+            window.start,
+            window.end,
+        )
     try:
         await async_recorder_ready(hass)
     except RecorderUnavailableError as err:
-        _warn(err.reason, window)
+        for window in windows:
+            _warn(err.reason, window)
         if fresh:
             listener.async_skip_catch_up(err.reason)
-        else:
-            await listener.async_enqueue_caught_up([], window, last=True, gap=err.reason)
+            return
+        for index, window in enumerate(windows):
+            last = index == len(windows) - 1
+            await listener.async_enqueue_caught_up([], window, last=last, gap=err.reason)
         return
     if listener.paused:
         listener.async_skip_catch_up(CatchUp.PAUSED)
         return
-    if (purged := purged_before(hass)) > window.start and fresh:
-        # Nothing was promised before a new outbox's first start.
-        window = Window(min(purged, window.end), window.end)
-    elif purged > window.start:
-        gone = Window(window.start, min(purged, window.end))
-        last = gone.end == window.end
-        await listener.async_enqueue_caught_up([], gone, last=last, gap=CatchUp.PURGED)
-        if last:
-            return
-        window = Window(gone.end, window.end)
+    steps = _steps(windows, purged_before(hass), fresh=fresh)
+    done = 0
     try:
         entity_ids = [
             entity_id
             for entity_id in await async_recorded_entities(hass)
             if listener.wanted(entity_id)
         ]
-        parts = chunks(window)
-        for index, part in enumerate(parts):
-            states = await async_recorded_states(
-                hass, part, entity_ids, attributes=listener.settings.include_attributes
+        for part, gap in steps:
+            states = []
+            if gap is None:
+                states = await async_recorded_states(
+                    hass, part, entity_ids, attributes=listener.settings.include_attributes
+                )
+            done += 1
+            await listener.async_enqueue_caught_up(states, part, last=done == len(steps), gap=gap)
+            LOGGER.debug(
+                "Caught up %d state changes from %s to %s",
+                len(states),
+                iso(part.start),
+                iso(part.end),
             )
-            await listener.async_enqueue_caught_up(states, part, last=index == len(parts) - 1)
-            window = Window(part.end, window.end)
     except (SQLAlchemyError, HomeAssistantError, ValueError) as err:
         LOGGER.warning(
             "Could not read the recorder's history for what the Spotflow mirror missed: %s", err
         )
-        await listener.async_enqueue_caught_up([], window, last=True, gap=CatchUp.RECORDER_FAILED)
+        rest = Window(steps[done][0].start, steps[-1][0].end)
+        await listener.async_enqueue_caught_up([], rest, last=True, gap=CatchUp.RECORDER_FAILED)
+
+
+def _steps(
+    windows: list[Window], purged: float, *, fresh: bool
+) -> list[tuple[Window, CatchUp | None]]:
+    """Return the recorder reads, oldest first, and the parts it no longer keeps (PURGED)."""
+    steps: list[tuple[Window, CatchUp | None]] = []
+    for window in windows:
+        readable = window
+        if purged > window.start and fresh:
+            # Nothing was promised before a new outbox's first start.
+            readable = Window(min(purged, window.end), window.end)
+        elif purged > window.start:
+            gone = Window(window.start, min(purged, window.end))
+            steps.append((gone, CatchUp.PURGED))
+            if gone.end == window.end:
+                continue
+            readable = Window(gone.end, window.end)
+        steps.extend((part, None) for part in chunks(readable))
+    return steps
 
 
 def _warn(reason: CatchUp, window: Window) -> None:

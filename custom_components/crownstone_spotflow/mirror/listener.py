@@ -3,7 +3,8 @@
 The listener runs on the event loop for every state change, so it does as little as it can: one
 cached filter decision and one list append. A flush scheduled once per loop iteration encodes
 what was heard and hands it to the outbox in one call, with a watermark (the newest change's
-`last_updated`) that the outbox commits together with the records.
+`last_updated`, and the windows still to catch up: a `Coverage`) that the outbox commits together
+with the records.
 
 Records carry the epoch of the mirror's start (milliseconds since 1970, so later starts have
 larger epochs) and a `seq` that counts from 1 within that epoch: a consumer sees every restart,
@@ -37,7 +38,7 @@ from custom_components.crownstone_spotflow.spotflow import (
     StreamSender,
 )
 
-from .catch_up import CatchUp, Window, iso
+from .catch_up import CatchUp, Coverage, Window, iso
 from .settings import MirrorSettings, entity_filter_config
 
 DESIRED_PAUSED = "paused"
@@ -75,21 +76,19 @@ class StateListener:
         # encodes the batch.
         self._heard: list[EventStateChangedData] = []
         self._flush_scheduled = False
-        # The watermark stored with records says "every change up to here is held". While the
-        # window before the listener is caught up, live records must not claim it.
-        self._covered = True
+        # Stored with every record as the watermark: "every change up to here is held, except
+        # in the windows still to catch up".
+        self._coverage = Coverage(0.0)
         self._attached_at = 0.0
-        self._since = 0.0
-        self._newest = 0.0
         # Live changes inside the window being caught up (an odd clock can put some there).
         self._boundary: set[tuple[str, float]] = set()
 
     @callback
-    def async_attach(self, sender: StreamSender, watermark: float) -> Window | None:
+    def async_attach(self, sender: StreamSender, coverage: Coverage) -> list[Window]:
         """Start a new epoch: hear every state change from now on, then snapshot.
 
-        `watermark` is the time up to which the outbox holds every change; return the window
-        after it that the listener did not hear, to catch up from the recorder.
+        `coverage` is what the outbox holds; return the windows, oldest first, that it lacks and
+        the listener did not hear, to catch up from the recorder.
         """
         self._sender = sender
         self._attached_at = time.time()
@@ -105,14 +104,15 @@ class StateListener:
                 ),
             )
         )
-        window = None
-        self._since = watermark
-        if watermark < self._attached_at:
-            window = Window(watermark, self._attached_at)
-            self._covered = False
+        gaps = coverage.gaps
+        if coverage.held_to < self._attached_at:
+            gaps = (*gaps, Window(coverage.held_to, self._attached_at))
+        self._coverage = Coverage(max(coverage.held_to, self._attached_at), gaps)
+        if gaps:
             self.catch_up = CatchUp.PENDING
+        # Stored at once: a crash before the catch-up ends leaves these windows to the next start.
         self.async_snapshot()
-        return window
+        return list(gaps)
 
     @callback
     def async_detach(self) -> None:
@@ -153,19 +153,20 @@ class StateListener:
         heard, self._heard = self._heard, []
         if self._sender is None or not heard:
             return
-        newest = self._newest
+        coverage = self._coverage
+        newest = coverage.held_to
         records: list[bytes] = []
         for data in heard:
             entity_id = data["entity_id"]
             if (state := data["new_state"]) is not None:
                 updated = state.last_updated_timestamp
                 newest = max(newest, updated)
-                if not self._covered and updated <= self._attached_at:
+                if coverage.gaps and updated <= self._attached_at:
                     self._boundary.add((entity_id, updated))
             if (record := self._encode(entity_id, state)) is not None:
                 records.append(record)
-        self._newest = newest
-        self._sender.enqueue_records_nowait(records, watermark=newest if self._covered else None)
+        self._coverage = Coverage(newest, coverage.gaps)
+        self._sender.enqueue_records_nowait(records, watermark=self._coverage.watermark())
 
     def _encode(self, entity_id: str, state: State | None, flag: str | None = None) -> bytes | None:
         """Return the next record, or None (with one warning) when it could never be sent."""
@@ -231,11 +232,10 @@ class StateListener:
             if self._async_filter_entity(state.entity_id)
             and (record := self._encode(state.entity_id, state, "snapshot")) is not None
         ]
-        # Until caught up, the watermark stays where the window starts: stored at once, so a
-        # crash before the catch-up ends starts the next one from there (a new outbox too).
-        self._sender.enqueue_records_nowait(
-            records, watermark=time.time() if self._covered else self._since
-        )
+        # Every change up to now was heard (and flushed above), or is in a window to catch up.
+        coverage = self._coverage
+        self._coverage = Coverage(max(coverage.held_to, time.time()), coverage.gaps)
+        self._sender.enqueue_records_nowait(records, watermark=self._coverage.watermark())
 
     async def async_enqueue_caught_up(
         self, states: list[State], window: Window, *, last: bool, gap: CatchUp | None = None
@@ -243,7 +243,7 @@ class StateListener:
         """Store what the recorder holds of part of the window the listener did not hear.
 
         The states come oldest first; `gap` says why the recorder could not tell (a record says
-        so instead). After the `last` part, every change up to the newest heard is held.
+        so instead). The parts come in order, so the windows are caught up to the part's end.
         """
         if self._sender is None:
             return
@@ -259,13 +259,11 @@ class StateListener:
         ]
         if gap is not None:
             records.append(self._gap_record(window, gap))
-        watermark = window.end
+        self._coverage = self._coverage.caught_up_to(window.end)
         if last:
-            watermark = max(watermark, self._newest)
-            self._covered = True
             self._boundary.clear()
             self.catch_up = gap or CatchUp.DONE
-        await self._sender.enqueue_records(records, watermark=watermark)
+        await self._sender.enqueue_records(records, watermark=self._coverage.watermark())
 
     def _gap_record(self, window: Window, reason: CatchUp) -> bytes:
         self.sequence += 1
@@ -283,9 +281,11 @@ class StateListener:
     @callback
     def async_skip_catch_up(self, reason: CatchUp) -> None:
         """Catch nothing up (paused: resuming sends a snapshot); the watermark moves on."""
-        self._covered = True
+        self._coverage = Coverage(self._coverage.held_to)
         self._boundary.clear()
         self.catch_up = reason
+        if self._sender is not None:
+            self._sender.enqueue_records_nowait([], watermark=self._coverage.watermark())
 
     @callback
     def _async_filter_entity(self, entity_id: str) -> bool:

@@ -29,7 +29,7 @@ from custom_components.crownstone_spotflow.spotflow import (
     SpotflowError,
 )
 
-from .catch_up import async_catch_up
+from .catch_up import Coverage, async_catch_up
 from .listener import StateListener
 from .repairs import (
     CONNECTION_ISSUES,
@@ -163,7 +163,7 @@ class MirrorSupervisor:
                 async_at_started(self.hass, self._async_report_started),
             )
         )
-        window = self.listener.async_attach(
+        windows = self.listener.async_attach(
             client.create_stream_sender(
                 stream_group=self.settings.stream_group,
                 stream=self.settings.stream,
@@ -171,11 +171,13 @@ class MirrorSupervisor:
             ),
             # An outbox that never stored a change (a new one, or one set aside as corrupt)
             # holds nothing since the entry was made.
-            self.created if client.watermark is None else client.watermark,
+            Coverage(self.created)
+            if client.watermark is None
+            else Coverage.from_watermark(client.watermark),
         )
-        if window is not None:
+        if windows:
             self.async_create_task(
-                async_catch_up(self.hass, self.listener, window, fresh=client.watermark is None),
+                async_catch_up(self.hass, self.listener, windows, fresh=client.watermark is None),
                 "catch-up",
             )
         self.reported.async_schedule()

@@ -29,6 +29,7 @@ from .models import (
     OutboxConfig,
     OutboxStats,
     ProvisioningOperation,
+    Watermark,
 )
 from .sender import StreamSender
 
@@ -55,5 +56,6 @@ __all__ = [
     "SpotflowConnectionError",
     "SpotflowError",
     "StreamSender",
+    "Watermark",
     "WorkspaceDisabledError",
 ]

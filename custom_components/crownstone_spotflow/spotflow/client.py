@@ -36,6 +36,7 @@ from .models import (
     OutboxConfig,
     OutboxStats,
     ProvisioningOperation,
+    Watermark,
 )
 from .mqtt import CredentialsRefusedError, MqttSession
 from .outbox import Outbox
@@ -667,7 +668,7 @@ class DeviceClient:
         return self._outbox.storage_error
 
     @property
-    def watermark(self) -> float | None:
+    def watermark(self) -> Watermark | None:
         """Return the newest watermark on disk, stored with records by a stream sender."""
         return self._outbox.watermark
 

@@ -91,3 +91,8 @@ class OutboxStats:
     backlog_records: int
     backlog_bytes: int
     last_delivery: datetime | None
+
+
+# The caller's mark of how far its records reach, stored in the commit that stores them: a number
+# (the time of the newest change, say) or a text (a caller's own JSON, say).
+type Watermark = float | str

@@ -25,7 +25,7 @@ from functools import partial
 import logging
 
 from .errors import MessageDroppedError, OutboxFullError, SpotflowConnectionError, SpotflowError
-from .models import OutboxConfig, OutboxStats
+from .models import OutboxConfig, OutboxStats, Watermark
 from .store import Backlog, Item, QueuedMessage, Store
 
 _LOGGER = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class Outbox:
         self._flush_wanted = False
         # The caller's watermark: committed, and waiting for the next commit.
         self._watermark = store.watermark
-        self._watermark_wanted: float | None = None
+        self._watermark_wanted: Watermark | None = None
         self._wake = asyncio.Event()
         self._urgent = asyncio.Event()
         self._progress = asyncio.Event()
@@ -119,7 +119,7 @@ class Outbox:
 
     # Enqueueing
 
-    def add_nowait(self, items: Sequence[Item], watermark: float | None = None) -> None:
+    def add_nowait(self, items: Sequence[Item], watermark: Watermark | None = None) -> None:
         """Buffer items for the next group commit; refused ones count as dropped.
 
         A watermark is stored with them (even when the bound dropped some of them).
@@ -135,7 +135,7 @@ class Outbox:
             self._dropped_unsaved += count
         self._wake.set()
 
-    async def add(self, items: Sequence[Item], watermark: float | None = None) -> None:
+    async def add(self, items: Sequence[Item], watermark: Watermark | None = None) -> None:
         """Buffer items and return once they are on disk; OutboxFullError if refused.
 
         A watermark is stored with them.
@@ -254,7 +254,7 @@ class Outbox:
         )
 
     @property
-    def watermark(self) -> float | None:
+    def watermark(self) -> Watermark | None:
         """Return the newest watermark on disk (None if none was ever stored)."""
         return self._watermark
 
@@ -308,7 +308,7 @@ class Outbox:
         self._wake.clear()
         self._urgent.clear()
         entries: list[_Entry] = []
-        watermark: float | None = None
+        watermark: Watermark | None = None
         if not keep_buffer:
             watermark, self._watermark_wanted = self._watermark_wanted, None
             entries = list(self._buffer)
@@ -387,7 +387,7 @@ class Outbox:
             self._unpacked_since = self._loop.time()
         self._progress.set()
 
-    def _keep_watermark(self, watermark: float | None) -> None:
+    def _keep_watermark(self, watermark: Watermark | None) -> None:
         # A newer one, handed over during the failed commit, stands for it too.
         if self._watermark_wanted is None:
             self._watermark_wanted = watermark

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from .compression import compress
 from .errors import InvalidArgumentError, PayloadTooLargeError
-from .models import MAX_PAYLOAD_BYTES, Compression
+from .models import MAX_PAYLOAD_BYTES, Compression, Watermark
 from .outbox import Outbox
 from .store import Item
 from .topics import property_bag
@@ -147,12 +147,13 @@ class StreamSender:
         await self._outbox.add([self._record(record)])
 
     async def enqueue_records(
-        self, records: Sequence[bytes], *, watermark: float | None = None
+        self, records: Sequence[bytes], *, watermark: Watermark | None = None
     ) -> None:
         """Queue records in order; returns once all are on disk (with the watermark, if any).
 
-        The watermark is the caller's number for how far its records reach (the time of the
-        newest change, say); `DeviceClient.watermark` returns it after a restart or a crash.
+        The watermark is the caller's mark of how far its records reach (the time of the newest
+        change, say, or a JSON text); `DeviceClient.watermark` returns it after a restart or a
+        crash.
         """
         await self._outbox.add([self._record(record) for record in records], watermark)
 
@@ -164,7 +165,7 @@ class StreamSender:
         self._outbox.add_nowait([self._record(record)])
 
     def enqueue_records_nowait(
-        self, records: Sequence[bytes], *, watermark: float | None = None
+        self, records: Sequence[bytes], *, watermark: Watermark | None = None
     ) -> None:
         """Hand records (and a watermark) to the next group commit; never blocks.
 

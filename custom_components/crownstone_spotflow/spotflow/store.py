@@ -8,8 +8,9 @@ before its first publish, so every resend carries exactly the same content under
 the platform's deduplication is safe.
 
 A commit may also store the caller's watermark (a number, such as the time of the newest change
-the records describe) in the same transaction as the records: after a crash, the watermark says
-exactly up to where the records reached the disk, even once they were delivered and deleted.
+the records describe, or a text) in the same transaction as the records: after a crash, the
+watermark says exactly up to where the records reached the disk, even once they were delivered
+and deleted.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any, Final
 
 from .compression import compress
 from .errors import OutboxCorruptError, OutboxStorageError, SpotflowError
-from .models import Compression, OutboxConfig
+from .models import Compression, OutboxConfig, Watermark
 from .topics import property_bag
 
 _LOGGER = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ class Store:
         self._state = _State()
         self.salt: bytes = b""
         # The newest watermark committed; None until a commit stored one.
-        self.watermark: float | None = None
+        self.watermark: Watermark | None = None
         self.tag = ""
 
     @classmethod
@@ -299,7 +300,7 @@ class Store:
         *,
         flush: bool,
         dropped: int,
-        watermark: float | None = None,
+        watermark: Watermark | None = None,
     ) -> Commit:
         """Store items, delete acknowledged messages, bound the backlog, pack records.
 
@@ -521,7 +522,7 @@ class Store:
         state.unpacked[stream_id][1] -= sum(map(len, taken))
 
 
-def _watermark_row(watermark: float | None) -> list[tuple[str, float]]:
+def _watermark_row(watermark: Watermark | None) -> list[tuple[str, Watermark]]:
     return [] if watermark is None else [(_WATERMARK, watermark)]
 
 
