@@ -213,7 +213,7 @@ class StateListener:
         if flag is not None:
             record[flag] = True
         try:
-            # orjson without options or default takes half the time of Home Assistant's
+            # orjson without options or default takes 40 % less time than Home Assistant's
             # `json_bytes`, and writes the same bytes whenever it succeeds.
             return orjson.dumps(record)
         except TypeError:
