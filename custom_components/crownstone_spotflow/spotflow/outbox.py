@@ -416,9 +416,8 @@ class Outbox:
                 self._last_delivery = datetime.now(UTC)
                 if (waiter := self._ack_waiters.pop(seq, None)) and not waiter.done():
                     waiter.set_result(None)
-                # Deleting can wait for the next group commit (resent meanwhile, a message keeps
-                # its IDs): a commit per acknowledgement would wake the writer thread as often.
                 self._wake.set()
+                self._urgent.set()
             self._progress.set()
 
         try:
