@@ -187,7 +187,9 @@ async def test_odd_attributes_renames_and_stop(
     forwarder = await start_forwarder()
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     hass.states.async_set(
-        lamp, "on", {"odd": Odd(), "brightness": 3, "when": when, "nan": float("nan")}
+        lamp,
+        "on",
+        {"odd": Odd(), "brightness": 3, "when": when, "nan": float("nan"), "keys": {1: "one"}},
     )
     hass.states.async_set("light.renamed", "on")  # not the mirror's own (yet): mirrored
     hass.states.async_remove("light.renamed")
@@ -203,12 +205,13 @@ async def test_odd_attributes_renames_and_stop(
         ("light.renamed", None),
         ("light.after", "on"),
     ]
-    # The rest is encoded as Home Assistant does: ISO times, NaN as null.
+    # The rest is encoded as Home Assistant does: ISO times, NaN as null, keys as text.
     assert found[0]["attributes"] == {
         "odd": "odd",
         "brightness": 3,
         "when": "2026-01-02T03:04:05+00:00",
         "nan": None,
+        "keys": {"1": "one"},
     }
 
     hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)

@@ -520,3 +520,34 @@ async def test_watermark_is_stored_with_its_records(
     client = await start_client()
     assert client.pending_messages_count == 0
     assert client.watermark == 2.5
+
+
+def test_packing_keeps_any_bytes_in_order(tmp_path: Path) -> None:
+    """Packed in SQLite: any bytes (NUL, not UTF-8, empty) keep their order and the bounds."""
+    config = OutboxConfig(max_records_per_message=300, max_message_bytes=2000)
+    with contextlib.closing(Store.open(tmp_path / "outbox.db", config)) as store:
+        records = [bytes([11 + n % 245]) * (n % 7) + b"\x00\xff" for n in range(1001)]
+        records[500] = b"x" * 3000  # larger than a message: packed alone
+        records[501] = b""
+        stream = ("g", "s")
+        commit = store.commit(
+            [
+                Item(stream, Compression.UNCOMPRESSED, b"", records=records[:999]),
+                Item(stream, Compression.UNCOMPRESSED, records[999]),
+                Item(stream, Compression.UNCOMPRESSED, records[1000]),
+            ],
+            [],
+            flush=True,
+            dropped=0,
+        )
+        messages = store.fetch_messages(0, 100)
+        assert commit.backlog.messages == len(messages)
+        assert commit.backlog.records == len(records)
+        assert commit.backlog.bytes == sum(len(m.payload) for m in messages)
+        assert commit.backlog.unpacked_records == 0
+        assert [line for m in messages for line in m.payload.split(b"\n")] == records
+        assert all(
+            len(m.payload) <= 2000 and m.payload.count(b"\n") < 300
+            for m in messages
+            if m.payload != records[500]
+        )
