@@ -7,11 +7,13 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 import contextlib
+import gc
 import logging
 from pathlib import Path
 import sqlite3
 import threading
 from typing import Literal
+import warnings
 
 import pytest
 
@@ -551,3 +553,30 @@ def test_packing_keeps_any_bytes_in_order(tmp_path: Path) -> None:
             for m in messages
             if m.payload != records[500]
         )
+
+
+async def test_start_cancelled_while_the_outbox_opens_closes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start cancelled while its thread opens the database (a dialog closed then) closes the
+    database once it is open, instead of leaving the connection to the garbage collector."""
+    opening, release = threading.Event(), threading.Event()
+    real_open = Store.open
+
+    def open_when_released(path: Path, config: OutboxConfig) -> Store:
+        opening.set()
+        release.wait()
+        return real_open(path, config)
+
+    monkeypatch.setattr(Store, "open", staticmethod(open_when_released))
+    loop = asyncio.get_running_loop()
+    start = asyncio.create_task(DeviceClient.start("ha-test", "token", tmp_path / "outbox.db"))
+    await loop.run_in_executor(None, opening.wait)
+    start.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await start
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        gc.collect()
+    assert not [warning for warning in caught if "unclosed database" in str(warning.message)]

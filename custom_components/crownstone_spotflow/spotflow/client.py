@@ -230,9 +230,14 @@ class DeviceClient:
         # Before the store opens: a bad CA file then leaves no database, thread or session open.
         ssl_context = await loop.run_in_executor(None, _ssl_context, ca_file)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spotflow-outbox")
+        opening = loop.run_in_executor(executor, Store.open, path, config)
         try:
-            store = await loop.run_in_executor(executor, Store.open, path, config)
+            store = await asyncio.shield(opening)
         except BaseException:
+            # Cancelled while the thread opens the database (a dialog closed): it goes on
+            # opening, so close what it opens.
+            with suppress(Exception):
+                await loop.run_in_executor(executor, (await opening).close)
             await loop.run_in_executor(None, executor.shutdown)
             raise
         own_session = None if websession is not None else aiohttp.ClientSession()
