@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 import threading
 import time
 from typing import Any
+from unittest.mock import patch
 
-from homeassistant.components.recorder import Recorder
-from homeassistant.core import HomeAssistant
+from homeassistant.components.recorder import Recorder, get_instance
+from homeassistant.core import HomeAssistant, State
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.recorder.common import (
     async_wait_recording_done,
 )
+from sqlalchemy.exc import SQLAlchemyError
 
+from custom_components.crownstone_spotflow.mirror import catch_up
 from custom_components.crownstone_spotflow.mirror.catch_up import (
     CatchUp,
     Window,
@@ -24,7 +28,7 @@ from custom_components.crownstone_spotflow.mirror.catch_up import (
 )
 from simulators.spotflow_platform import PlatformSimulator
 
-from .conftest import records, wait_for, wait_for_records
+from .conftest import DEVICE_ID, records, wait_for, wait_for_records
 from .test_forwarder import set_filter
 
 
@@ -193,3 +197,113 @@ async def test_window_edges_are_exact_below_a_microsecond(
     assert [state.state for state in await read(Window(first - 5e-7, last))] == ["first", "last"]
     assert [state.state for state in await read(Window(first, last + 5e-7))] == ["last"]
     assert await read(Window(last, last + 1)) == []
+
+
+async def test_a_recorder_failure_midway_leaves_a_gap_record_for_the_rest(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    platform: PlatformSimulator,
+    start_forwarder: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What was read before the recorder failed is stored; a record says a gap is possible from
+    there to the end, and the mirror says so."""
+    started = await start_forwarder()
+    await wait_for(lambda: started.listener.catch_up is not CatchUp.PENDING)
+    start = time.time()
+    hass.states.async_set("light.a", "read")
+    middle = time.time()
+    hass.states.async_set("light.b", "not read")
+    end = time.time()
+    await async_wait_recording_done(hass)
+    reads = 0
+
+    async def second_read_fails(*args: Any, **kwargs: Any) -> list[State]:
+        nonlocal reads
+        reads += 1
+        if reads == 2:
+            raise SQLAlchemyError("database disk image is malformed")
+        return await async_recorded_states(*args, **kwargs)
+
+    with patch.object(catch_up, "async_recorded_states", second_read_fails):
+        await catch_up.async_catch_up(
+            hass, started.listener, [Window(start, middle), Window(middle, end)], fresh=False
+        )
+
+    found = await wait_for_records(platform, lambda found: any("gap_possible" in r for r in found))
+    assert [(r["entity_id"], r["state"]) for r in found if r.get("caught_up")] == [
+        ("light.a", "read")
+    ]
+    gap = next(r for r in found if "gap_possible" in r)
+    assert (gap["reason"], gap["gap_from"], gap["gap_to"]) == (
+        "recorder_failed",
+        catch_up.iso(middle),
+        catch_up.iso(end),
+    )
+    assert started.listener.catch_up is CatchUp.RECORDER_FAILED
+    assert "Could not read the recorder's history" in caplog.text
+
+
+async def test_a_long_window_is_read_in_parts_and_its_purged_start_is_a_gap(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    platform: PlatformSimulator,
+    start_forwarder: Callable[..., Any],
+) -> None:
+    """A window longer than one read is read in parts, in order; the part before what the
+    recorder keeps is a gap record, even where a state of it is still in the database."""
+    started = await start_forwarder()
+    await wait_for(lambda: started.listener.catch_up is not CatchUp.PENDING)
+    recorder = get_instance(hass)
+    recorder.keep_days = 1
+    kept_from = time.time() - 86400
+    start, end = kept_from - 300, kept_from + 1500
+    for value, offset in (("purged", -120), ("first", 60), ("second", 720), ("third", 1440)):
+        hass.states.async_set("light.old", value, timestamp=kept_from + offset)
+    await async_wait_recording_done(hass)
+    reads: list[Window] = []
+
+    async def read(hass: HomeAssistant, window: Window, *args: Any, **kwargs: Any) -> list[State]:
+        reads.append(window)
+        return await async_recorded_states(hass, window, *args, **kwargs)
+
+    with patch.object(catch_up, "async_recorded_states", read):
+        await catch_up.async_catch_up(hass, started.listener, [Window(start, end)], fresh=False)
+
+    found = await wait_for_records(
+        platform, lambda found: sum(1 for r in found if r.get("caught_up")) >= 3
+    )
+    assert [r["state"] for r in found if r.get("caught_up")] == ["first", "second", "third"]
+    (gap,) = [r for r in found if "gap_possible" in r]
+    assert (gap["reason"], gap["gap_from"]) == ("purged", catch_up.iso(start))
+    # The recorder keeps from a day before the catch-up read it.
+    assert kept_from <= datetime.fromisoformat(gap["gap_to"]).timestamp() < kept_from + 60
+    assert len(reads) == 3
+    assert reads[-1].end == end
+    assert started.listener.catch_up is CatchUp.DONE
+
+
+async def test_paused_by_the_platform_a_start_catches_nothing_up(
+    recorder_mock: Recorder,
+    hass: HomeAssistant,
+    entry: MockConfigEntry,
+    platform: PlatformSimulator,
+    start_forwarder: Callable[..., Any],
+) -> None:
+    """Paused by the platform, a start catches nothing up (the platform asked for nothing);
+    resuming sends the complete picture instead."""
+    started = await start_forwarder()
+    platform.set_desired(DEVICE_ID, {"paused": True})
+    await wait_for(lambda: started.listener.paused)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    hass.states.async_set("light.a", "missed")
+    await async_wait_recording_done(hass)
+
+    restarted = await start_forwarder()
+    await wait_for(lambda: restarted.listener.catch_up is CatchUp.PAUSED)
+    platform.set_desired(DEVICE_ID, {"paused": False})
+    found = await wait_for_records(platform, lambda found: any(r.get("snapshot") for r in found))
+    assert [(r["entity_id"], r["state"]) for r in found if r.get("snapshot")] == [
+        ("light.a", "missed")
+    ]
+    assert not [r for r in found if r.get("caught_up") or "gap_possible" in r]

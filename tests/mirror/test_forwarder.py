@@ -219,6 +219,36 @@ async def test_odd_attributes_renames_and_stop(
     assert forwarder.client is None
 
 
+async def test_attributes_nothing_encodes_cost_only_themselves(
+    hass: HomeAssistant,
+    platform: PlatformSimulator,
+    start_forwarder: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An integer beyond 64 bits or a cycle in the attributes: the state still lands, marked,
+    with one warning per entity, and the changes heard with it land too."""
+    await start_forwarder()
+    cycle: dict[str, Any] = {}
+    cycle["self"] = cycle
+    hass.states.async_set("sensor.huge", "1", {"count": 2**70})
+    hass.states.async_set("sensor.huge", "2", {"count": 2**71})
+    hass.states.async_set("sensor.cycle", "1", {"cycle": cycle})
+    hass.states.async_set("sensor.plain", "1", {"unit_of_measurement": "W"})
+    found = await wait_for_records(platform, lambda found: len(found) >= 4)
+    assert [
+        (r["entity_id"], r["state"], r.get("attributes"), r.get("attributes_unencodable"))
+        for r in found
+    ] == [
+        ("sensor.huge", "1", None, True),
+        ("sensor.huge", "2", None, True),
+        ("sensor.cycle", "1", None, True),
+        ("sensor.plain", "1", {"unit_of_measurement": "W"}, None),
+    ]
+    assert [r["seq"] for r in found] == [1, 2, 3, 4]
+    warnings = [m for m in caplog.messages if "without their attributes" in m]
+    assert len(warnings) == 2
+
+
 async def test_changes_while_registering_at_start_are_kept(
     hass: HomeAssistant,
     entry: MockConfigEntry,

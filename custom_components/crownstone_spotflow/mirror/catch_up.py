@@ -235,8 +235,10 @@ async def async_catch_up(
                 states = await async_recorded_states(
                     hass, part, entity_ids, attributes=listener.settings.include_attributes
                 )
+            last = done == len(steps) - 1
+            await listener.async_enqueue_caught_up(states, part, last=last, gap=gap)
+            # Counted once stored: a failure before leaves this part to the gap record below.
             done += 1
-            await listener.async_enqueue_caught_up(states, part, last=done == len(steps), gap=gap)
             LOGGER.debug(
                 "Caught up %d state changes from %s to %s",
                 len(states),
@@ -247,7 +249,7 @@ async def async_catch_up(
         LOGGER.warning(
             "Could not read the recorder's history for what the Spotflow mirror missed: %s", err
         )
-        rest = Window(steps[done][0].start, steps[-1][0].end)
+        rest = Window(steps[done][0].start if steps else windows[0].start, windows[-1].end)
         await listener.async_enqueue_caught_up([], rest, last=True, gap=CatchUp.RECORDER_FAILED)
 
 

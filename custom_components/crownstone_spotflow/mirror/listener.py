@@ -13,7 +13,7 @@ and a number lost in a crash is never handed out again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 import time
 from typing import Any
 
@@ -70,6 +70,7 @@ class StateListener:
         self._entity_registry = er.async_get(hass)
         self._decisions: dict[str, bool] = {}
         self._too_large: set[str] = set()
+        self._unencodable: set[str] = set()
         self._sender: StreamSender | None = None
         self._unsubs: list[CALLBACK_TYPE] = []
         # Heard but not yet encoded: the listener only appends; one flush per loop iteration
@@ -153,38 +154,105 @@ class StateListener:
         heard, self._heard = self._heard, []
         if self._sender is None or not heard:
             return
+        changes = [(data["entity_id"], data["new_state"]) for data in heard]
         coverage = self._coverage
-        newest = coverage.held_to
-        records: list[bytes] = []
-        for data in heard:
-            entity_id = data["entity_id"]
-            if (state := data["new_state"]) is not None:
-                updated = state.last_updated_timestamp
-                newest = max(newest, updated)
-                if coverage.gaps and updated <= self._attached_at:
-                    self._boundary.add((entity_id, updated))
-            if (record := self._encode(entity_id, state)) is not None:
-                records.append(record)
-        self._coverage = Coverage(newest, coverage.gaps)
-        self._sender.enqueue_records_nowait(records, watermark=self._coverage.watermark())
+        newest = max(
+            [state.last_updated_timestamp for _, state in changes if state is not None],
+            default=coverage.held_to,
+        )
+        if coverage.gaps:
+            self._boundary.update(
+                (entity_id, state.last_updated_timestamp)
+                for entity_id, state in changes
+                if state is not None and state.last_updated_timestamp <= self._attached_at
+            )
+        self._coverage = Coverage(max(coverage.held_to, newest), coverage.gaps)
+        self._sender.enqueue_records_nowait(
+            self._encode(changes), watermark=self._coverage.watermark()
+        )
 
-    def _encode(self, entity_id: str, state: State | None, flag: str | None = None) -> bytes | None:
-        """Return the next record, or None (with one warning) when it could never be sent."""
+    def _encode(
+        self, changes: Iterable[tuple[str, State | None]], flag: str | None = None
+    ) -> list[bytes]:
+        """Return the records of some changes, numbered on.
+
+        A record too large to ever be sent is left out, with one warning per entity. One loop
+        with everything in locals: the flush runs it for every change Home Assistant makes.
+        """
         assert self._sender is not None
-        record = self._record(entity_id, state, flag)
-        if len(record) > self._sender.max_record_bytes:
-            if entity_id not in self._too_large:
-                self._too_large.add(entity_id)
+        limit = self._sender.max_record_bytes
+        with_attributes = self.settings.include_attributes
+        epoch, seq = self.epoch, self.sequence
+        dumps = orjson.dumps
+        records: list[bytes] = []
+        for entity_id, state in changes:
+            seq += 1
+            record: dict[str, Any]
+            if state is None:
+                record = {"epoch": epoch, "seq": seq, "entity_id": entity_id, "removed": True}
+            elif with_attributes:
+                record = {
+                    "epoch": epoch,
+                    "seq": seq,
+                    "entity_id": entity_id,
+                    "state": state.state,
+                    "attributes": state.attributes,
+                    "last_changed": state.last_changed,
+                    "last_updated": state.last_updated,
+                }
+            else:
+                record = {
+                    "epoch": epoch,
+                    "seq": seq,
+                    "entity_id": entity_id,
+                    "state": state.state,
+                    "last_changed": state.last_changed,
+                    "last_updated": state.last_updated,
+                }
+            if flag is not None:
+                record[flag] = True
+            try:
+                # orjson without options or default takes 40 % less time than Home Assistant's
+                # `json_bytes`, and writes the same bytes whenever it succeeds.
+                encoded = dumps(record)
+            except TypeError:
+                encoded = self._encode_odd(entity_id, record)
+            if len(encoded) > limit:
+                seq -= 1
+                self._warn_too_large(entity_id, len(encoded), limit)
+                continue
+            records.append(encoded)
+        self.sequence = seq
+        return records
+
+    def _encode_odd(self, entity_id: str, record: dict[str, Any]) -> bytes:
+        """Encode a record plain orjson refused; an attribute must never cost the state."""
+        try:
+            # A key that is not text, a type of its own: encoded as Home Assistant does.
+            return orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS, default=_json_default)
+        except TypeError as err:
+            # An integer beyond 64 bits, a cycle: nothing encodes these attributes.
+            if entity_id not in self._unencodable:
+                self._unencodable.add(entity_id)
                 LOGGER.warning(
-                    "Not mirroring states of %s into Spotflow: the record has %d bytes; the"
-                    " limit is %d",
+                    "Mirroring states of %s into Spotflow without their attributes: %s",
                     entity_id,
-                    len(record),
-                    self._sender.max_record_bytes,
+                    err,
                 )
-            return None
-        self.sequence += 1
-        return record
+            record.pop("attributes", None)
+            record["attributes_unencodable"] = True
+            return orjson.dumps(record)
+
+    def _warn_too_large(self, entity_id: str, size: int, limit: int) -> None:
+        if entity_id not in self._too_large:
+            self._too_large.add(entity_id)
+            LOGGER.warning(
+                "Not mirroring states of %s into Spotflow: the record has %d bytes; the limit"
+                " is %d",
+                entity_id,
+                size,
+                limit,
+            )
 
     def wanted(self, entity_id: str) -> bool:
         """Return whether the filter in force mirrors an entity."""
@@ -197,31 +265,6 @@ class StateListener:
         )
         return entity_filter(entity_id)
 
-    def _record(self, entity_id: str, state: State | None, flag: str | None) -> bytes:
-        record: dict[str, Any] = {
-            "epoch": self.epoch,
-            "seq": self.sequence + 1,
-            "entity_id": entity_id,
-        }
-        if state is None:
-            record["removed"] = True
-        else:
-            record["state"] = state.state
-            if self.settings.include_attributes:
-                record["attributes"] = state.attributes
-            record["last_changed"] = state.last_changed
-            record["last_updated"] = state.last_updated
-        if flag is not None:
-            record[flag] = True
-        try:
-            # orjson without options or default takes 40 % less time than Home Assistant's
-            # `json_bytes`, and writes the same bytes whenever it succeeds.
-            return orjson.dumps(record)
-        except TypeError:
-            # What it refuses (a key that is not text, a type of its own) is encoded like Home
-            # Assistant does; an attribute nothing can encode must not cost the whole state.
-            return orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS, default=_json_default)
-
     @callback
     def async_snapshot(self) -> None:
         """Mirror every wanted state, so the stream holds the complete picture."""
@@ -229,12 +272,14 @@ class StateListener:
             return
         # What was heard before goes first.
         self._async_flush()
-        records = [
-            record
-            for state in self.hass.states.async_all()
-            if self._async_filter_entity(state.entity_id)
-            and (record := self._encode(state.entity_id, state, "snapshot")) is not None
-        ]
+        records = self._encode(
+            (
+                (state.entity_id, state)
+                for state in self.hass.states.async_all()
+                if self._async_filter_entity(state.entity_id)
+            ),
+            "snapshot",
+        )
         # Every change up to now was heard (and flushed above), or is in a window to catch up.
         coverage = self._coverage
         self._coverage = Coverage(max(coverage.held_to, time.time()), coverage.gaps)
@@ -253,13 +298,15 @@ class StateListener:
         if last:
             # The changes heard so far reach the disk no later than the watermark below.
             self._async_flush()
-        records = [
-            record
-            for state in states
-            if (state.entity_id, state.last_updated_timestamp) not in self._boundary
-            and self.wanted(state.entity_id)
-            and (record := self._encode(state.entity_id, state, "caught_up")) is not None
-        ]
+        records = self._encode(
+            (
+                (state.entity_id, state)
+                for state in states
+                if (state.entity_id, state.last_updated_timestamp) not in self._boundary
+                and self.wanted(state.entity_id)
+            ),
+            "caught_up",
+        )
         if gap is not None:
             records.append(self._gap_record(window, gap))
         self._coverage = self._coverage.caught_up_to(window.end)
