@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from contextlib import contextmanager
 import json
 from pathlib import Path
 from typing import Any
@@ -73,22 +74,15 @@ def registration_token_ttl() -> float:
     return 7 * 86400
 
 
-@pytest.fixture
-async def platform(
-    hass: HomeAssistant,
-    tmp_path: Path,
-    socket_enabled: None,
-    auto_approve: bool,
-    registration_token_ttl: float,
-) -> AsyncGenerator[PlatformSimulator]:
-    """Run the Spotflow platform simulator on the hass fixture's loop.
+@contextmanager
+def peers_may_abandon_connections(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """Leave unreported a TLS connection a client gave up on before its handshake ended.
 
-    The simulator's servers share that loop, and in the tests' debug mode asyncio reports every
-    TLS connection a client gave up on before the handshake ended (a dialog closed, a task
-    cancelled, a certificate refused) as a loop error, which fails the test. For a server that
-    is a peer going away, so the simulator's side of it goes unreported; nothing else does.
+    In the tests' debug mode asyncio reports every such connection to a server on the loop as a
+    loop error, which fails the test. For a server that is a peer going away (a dialog closed, a
+    task cancelled, a certificate refused, a process killed); nothing else goes unreported.
     """
-    report = hass.loop.get_exception_handler()
+    report = loop.get_exception_handler()
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if context.get("message") == ABANDONED_INCOMING_CONNECTION and isinstance(
@@ -98,16 +92,31 @@ async def platform(
         if report is not None:
             report(loop, context)
 
-    hass.loop.set_exception_handler(handler)
-    simulator = PlatformSimulator(
-        tmp_path / "platform",
-        auto_approve=auto_approve,
-        registration_token_ttl=registration_token_ttl,
-    )
-    await simulator.start()
-    yield simulator
-    await simulator.stop()
-    hass.loop.set_exception_handler(report)
+    loop.set_exception_handler(handler)
+    try:
+        yield
+    finally:
+        loop.set_exception_handler(report)
+
+
+@pytest.fixture
+async def platform(
+    hass: HomeAssistant,
+    tmp_path: Path,
+    socket_enabled: None,
+    auto_approve: bool,
+    registration_token_ttl: float,
+) -> AsyncGenerator[PlatformSimulator]:
+    """Run the Spotflow platform simulator on the hass fixture's loop."""
+    with peers_may_abandon_connections(hass.loop):
+        simulator = PlatformSimulator(
+            tmp_path / "platform",
+            auto_approve=auto_approve,
+            registration_token_ttl=registration_token_ttl,
+        )
+        await simulator.start()
+        yield simulator
+        await simulator.stop()
 
 
 def demo_account_entry(cloud: CloudSimulator) -> MockConfigEntry:

@@ -23,6 +23,7 @@ from custom_components.crownstone_spotflow.mirror.catch_up import Coverage
 from custom_components.crownstone_spotflow.mirror.settings import MirrorSettings
 from simulators.spotflow_platform import PlatformSimulator
 
+from .conftest import peers_may_abandon_connections
 from .hass_process import HassProcess, free_port, write_config
 
 DEVICE_ID = "ha-crash"
@@ -156,6 +157,12 @@ async def test_crashes_lose_nothing_the_recorder_holds(
 ) -> None:
     """Five SIGKILLs under 300 changes/s, one SIGTERM: every change in the recorder's database
     reaches the platform exactly once, and the clean stop loses none at all."""
+    # Each kill abandons the process's connections to the platform, some mid-handshake.
+    with peers_may_abandon_connections(hass.loop):
+        await _kill_restart_and_compare(hass, tmp_path)
+
+
+async def _kill_restart_and_compare(hass: HomeAssistant, tmp_path: Path) -> None:
     platform = PlatformSimulator(tmp_path / "platform", auto_approve=True)
     await platform.start()
     config, port = tmp_path / "hass", free_port()
