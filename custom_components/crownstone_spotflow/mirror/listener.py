@@ -69,8 +69,8 @@ class StateListener:
         self._entity_filter = convert_filter(entity_filter_config(settings.entity_filter))
         self._entity_registry = er.async_get(hass)
         self._decisions: dict[str, bool] = {}
-        self._too_large: set[str] = set()
-        self._unencodable: set[str] = set()
+        # (problem, entity) pairs already warned of.
+        self._warned: set[tuple[str, str]] = set()
         self._sender: StreamSender | None = None
         self._unsubs: list[CALLBACK_TYPE] = []
         # Heard but not yet encoded: the listener only appends; one flush per loop iteration
@@ -190,7 +190,7 @@ class StateListener:
             record: dict[str, Any]
             if state is None:
                 record = {"epoch": epoch, "seq": seq, "entity_id": entity_id, "removed": True}
-            elif with_attributes:
+            else:
                 record = {
                     "epoch": epoch,
                     "seq": seq,
@@ -200,15 +200,8 @@ class StateListener:
                     "last_changed": state.last_changed,
                     "last_updated": state.last_updated,
                 }
-            else:
-                record = {
-                    "epoch": epoch,
-                    "seq": seq,
-                    "entity_id": entity_id,
-                    "state": state.state,
-                    "last_changed": state.last_changed,
-                    "last_updated": state.last_updated,
-                }
+                if not with_attributes:
+                    del record["attributes"]
             if flag is not None:
                 record[flag] = True
             try:
@@ -219,7 +212,14 @@ class StateListener:
                 encoded = self._encode_odd(entity_id, record)
             if len(encoded) > limit:
                 seq -= 1
-                self._warn_too_large(entity_id, len(encoded), limit)
+                self._warn_once(
+                    "too large",
+                    entity_id,
+                    "Not mirroring states of %s into Spotflow: the record has %d bytes; the"
+                    " limit is %d",
+                    len(encoded),
+                    limit,
+                )
                 continue
             records.append(encoded)
         self.sequence = seq
@@ -232,27 +232,21 @@ class StateListener:
             return orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS, default=_json_default)
         except TypeError as err:
             # An integer beyond 64 bits, a cycle: nothing encodes these attributes.
-            if entity_id not in self._unencodable:
-                self._unencodable.add(entity_id)
-                LOGGER.warning(
-                    "Mirroring states of %s into Spotflow without their attributes: %s",
-                    entity_id,
-                    err,
-                )
+            self._warn_once(
+                "unencodable",
+                entity_id,
+                "Mirroring states of %s into Spotflow without their attributes: %s",
+                err,
+            )
             record.pop("attributes", None)
             record["attributes_unencodable"] = True
             return orjson.dumps(record)
 
-    def _warn_too_large(self, entity_id: str, size: int, limit: int) -> None:
-        if entity_id not in self._too_large:
-            self._too_large.add(entity_id)
-            LOGGER.warning(
-                "Not mirroring states of %s into Spotflow: the record has %d bytes; the limit"
-                " is %d",
-                entity_id,
-                size,
-                limit,
-            )
+    def _warn_once(self, problem: str, entity_id: str, message: str, *args: object) -> None:
+        """Warn of a problem with an entity's states the first time it shows."""
+        if (problem, entity_id) not in self._warned:
+            self._warned.add((problem, entity_id))
+            LOGGER.warning(message, entity_id, *args)
 
     def wanted(self, entity_id: str) -> bool:
         """Return whether the filter in force mirrors an entity."""
